@@ -1,0 +1,250 @@
+"""The worker application: subscribers, middleware, lifecycle, graceful shutdown.
+
+    app = mqkit.App()
+
+    @app.subscriber("orders", group="billing", concurrency=8)
+    async def bill(order: Order) -> None:
+        ...
+
+`mqkit run module:app` runs it. Returning acks the message; raising retries it per the
+retry policy and, once attempts run out, dead-letters it; a body that does not decode into
+the annotation is dead-lettered at once. On SIGINT/SIGTERM the worker stops fetching, gives
+in-flight handlers `shutdown_timeout` seconds, and leaves everything unfinished for
+redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from mqkit.broker import Broker, Delivery, Subscription, validate_topic
+from mqkit.errors import DecodeError
+from mqkit.handlers import Handler, compile_handler, default_group
+from mqkit.message import Message
+from mqkit.middleware import CallNext, Context, Middleware, chain
+from mqkit.registry import connect
+from mqkit.retry import Reject, Retry, RetryPolicy
+
+log = logging.getLogger("mqkit")
+
+H = TypeVar("H", bound=Handler)
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counts of what a subscriber did; read them for dashboards and tests."""
+
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    in_flight: int = 0
+
+
+@dataclass(slots=True)
+class SubscriberSpec:
+    topic: str
+    group: str
+    handler: Handler
+    concurrency: int
+    prefetch: int
+    retry: RetryPolicy | None
+    middleware: Sequence[Middleware]
+    stats: Stats = field(default_factory=Stats)
+
+
+class App:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        broker: Broker | None = None,
+        retry: RetryPolicy | None = None,
+        middleware: Sequence[Middleware] = (),
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        self._url = url
+        self._broker = broker
+        self.retry = retry or RetryPolicy()
+        self.middleware: list[Middleware] = list(middleware)
+        self.shutdown_timeout = shutdown_timeout
+        self.subscribers: list[SubscriberSpec] = []
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+
+    # -- declaring ---------------------------------------------------------------------------
+
+    def subscriber(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        retry: RetryPolicy | None = None,
+        middleware: Sequence[Middleware] = (),
+    ) -> Callable[[H], H]:
+        """Register an async handler for `topic` in consumer `group` (default: the handler's
+        qualified name), running at most `concurrency` messages at once."""
+        validate_topic(topic)
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+
+        def register(handler: H) -> H:
+            compile_handler(handler)  # fail at import time, not at the first message
+            self.subscribers.append(
+                SubscriberSpec(
+                    topic=topic,
+                    group=group or default_group(handler),
+                    handler=handler,
+                    concurrency=concurrency,
+                    prefetch=prefetch or max(10, 2 * concurrency),
+                    retry=retry,
+                    middleware=list(middleware),
+                )
+            )
+            return handler
+
+        return register
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add an app-wide middleware; it runs inside those added before it."""
+        self.middleware.append(middleware)
+
+    def on_startup(self, hook: Hook) -> Hook:
+        self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        self._shutdown.append(hook)
+        return hook
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            raise RuntimeError("the app is not running yet: its broker is made by run()")
+        return self._broker
+
+    async def publish(self, topic: str, payload: Any = b"", **kwargs: Any) -> Message:
+        """Publish through the app's broker (see Broker.publish)."""
+        return await self.broker.publish(topic, payload, **kwargs)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set (or forever), then shut down gracefully."""
+        async with self.running():
+            await (stop or asyncio.Event()).wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[App]:
+        """Start the app for the duration of the block; for tests and embedding."""
+        owns_broker = self._broker is None
+        if self._broker is None:
+            self._broker = connect(self._url)
+        await self._broker.start()
+        consumers: list[_Consumer] = []
+        try:
+            for hook in self._startup:
+                await hook()
+            for spec in self.subscribers:
+                consumer = _Consumer(self, spec)
+                await consumer.start()
+                consumers.append(consumer)
+            yield self
+        finally:
+            await asyncio.gather(*(c.stop(self.shutdown_timeout) for c in consumers))
+            try:
+                for hook in self._shutdown:
+                    await hook()
+            finally:
+                if owns_broker:
+                    await self._broker.close()
+                    self._broker = None
+
+
+class _Consumer:
+    """Feeds one subscriber's deliveries to its handler, `concurrency` at a time."""
+
+    def __init__(self, app: App, spec: SubscriberSpec) -> None:
+        self.app = app
+        self.spec = spec
+        self.policy = spec.retry or app.retry
+        middlewares = [*app.middleware, *spec.middleware]
+        self.call: CallNext = chain(middlewares, compile_handler(spec.handler))
+        self._subscription: Subscription | None = None
+        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self.app.broker.subscribe(
+            self.spec.topic, group=self.spec.group, prefetch=self.spec.prefetch
+        )
+        self._reader = asyncio.create_task(self._read(), name=f"mqkit-{self.spec.group}")
+
+    async def _read(self) -> None:
+        assert self._subscription is not None
+        async for delivery in self._subscription:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._handle(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        stats = self.spec.stats
+        stats.in_flight += 1
+        message = delivery.message
+        try:
+            ctx = Context(message=message, topic=message.topic, group=self.spec.group)
+            await self.call(ctx)
+        except Retry as request:
+            stats.retried += 1
+            await delivery.nack(request.delay)
+        except (DecodeError, Reject) as exc:
+            stats.dead_lettered += 1
+            await delivery.reject(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            if self.policy.should_retry(exc, message.attempt):
+                delay = self.policy.delay(message.attempt)
+                stats.retried += 1
+                log.warning(
+                    "mqkit: %s failed on attempt %d (%s: %s); retrying in %.2fs",
+                    message.id, message.attempt, type(exc).__name__, exc, delay,
+                )
+                await delivery.nack(delay)
+            else:
+                stats.dead_lettered += 1
+                log.error(
+                    "mqkit: %s dead-lettered after attempt %d: %s: %s",
+                    message.id, message.attempt, type(exc).__name__, exc,
+                )
+                await delivery.reject(f"{type(exc).__name__}: {exc}")
+        else:
+            await delivery.ack()
+            stats.handled += 1
+        finally:
+            stats.in_flight -= 1
+            self._slots.release()
+
+    async def stop(self, deadline_s: float) -> None:
+        """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        deadline = time.monotonic() + deadline_s
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        for task in list(self._tasks):
+            task.cancel()  # unfinished: not acked, so redelivered
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        if self._subscription is not None:
+            await self._subscription.close()

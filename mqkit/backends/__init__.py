@@ -1,0 +1,1 @@
+"""Backends that ship with mqkit: `memory://` and the embedded default, `sqlite://`."""

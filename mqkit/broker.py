@@ -1,0 +1,268 @@
+"""The broker interface every backend implements.
+
+A `Broker` publishes and subscribes. A `Subscription` is an async iterator of `Delivery`
+objects; each delivery is settled exactly once by `ack`, `nack` (redeliver, optionally later)
+or `reject` (to the dead-letter queue with a reason). Backends subclass these three and
+implement the underscored methods; the public methods add the checks every backend shares.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Literal, Self
+
+from mqkit.capabilities import Capabilities
+from mqkit.errors import ClosedError, InvalidTopicError, MessageTooLargeError
+from mqkit.message import Message
+from mqkit.urls import mask, parse_size, query_options
+
+Start = Literal["earliest", "latest"]
+
+DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+DLQ_SUFFIX = ".dlq"
+
+# Kafka's rules are the strictest of the brokers, so a topic valid here is valid everywhere.
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def validate_topic(topic: str) -> str:
+    if not _TOPIC.match(topic):
+        raise InvalidTopicError(
+            f"invalid topic {topic!r}: use 1-249 characters from A-Z a-z 0-9 . _ -"
+        )
+    return topic
+
+
+def dlq_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+class Broker(ABC):
+    """A connection to one message broker. Use as `async with mqkit.connect(url) as broker:`."""
+
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.options = query_options(url)
+        self.max_message_bytes = parse_size(
+            self.options.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+            name="max_message_bytes",
+        )
+        self._closed = False
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with the password masked, for logs and errors."""
+        return mask(self.url)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Connect. Raises BrokerUnavailableError naming the URL when that fails."""
+        await self._start()
+        return self
+
+    async def close(self) -> None:
+        """Close subscriptions and connections, draining what is in flight. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._close()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any = b"",
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        id: str | None = None,
+        content_type: str | None = None,
+        delay: float | None = None,
+    ) -> Message:
+        """Publish one message and wait until the broker has it. Returns the message sent."""
+        message = Message.create(
+            topic, payload, key=key, headers=headers, id=id, content_type=content_type
+        )
+        await self.send([message], delay=delay)
+        return message
+
+    async def publish_batch(
+        self, messages: Sequence[Message], *, delay: float | None = None
+    ) -> None:
+        """Publish prepared messages (see Message.create) and wait until the broker has all."""
+        await self.send(messages, delay=delay)
+
+    async def send(self, messages: Sequence[Message], *, delay: float | None = None) -> None:
+        """Check and hand messages to the backend; shared by publish and publish_batch."""
+        if self._closed:
+            raise ClosedError(f"cannot publish: broker {self.safe_url} is closed")
+        if delay is not None and delay < 0:
+            raise ValueError("delay must be >= 0 seconds")
+        for message in messages:
+            validate_topic(message.topic)
+            if message.size > self.max_message_bytes:
+                raise MessageTooLargeError(message.size, self.max_message_bytes)
+        if messages:
+            await self._send(messages, delay or None)
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        start: Start | None = None,
+        prefetch: int = 100,
+    ) -> Subscription:
+        """Start receiving `topic`.
+
+        Subscriptions in one `group` compete for its messages; every group gets every message.
+        Without a group the subscription is private and ends with it. `start` decides where a
+        new group begins: "earliest" (what is retained) or "latest" (only what comes next);
+        named groups default to "earliest", private ones to "latest".
+        """
+        if self._closed:
+            raise ClosedError(f"cannot subscribe: broker {self.safe_url} is closed")
+        validate_topic(topic)
+        if prefetch < 1:
+            raise ValueError("prefetch must be >= 1")
+        if start is None:
+            start = "earliest" if group is not None else "latest"
+        return await self._subscribe(topic, group, start, prefetch)
+
+    # -- for backends ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _start(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    async def _send(self, messages: Sequence[Message], delay: float | None) -> None: ...
+
+    @abstractmethod
+    async def _subscribe(
+        self, topic: str, group: str | None, start: Start, prefetch: int
+    ) -> Subscription: ...
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.safe_url}>"
+
+
+class Delivery(ABC):
+    """One delivered message, to be settled exactly once. Settling twice is a no-op."""
+
+    def __init__(self, message: Message, group: str | None, broker: Broker) -> None:
+        self.message = message
+        self.group = group
+        self._broker = broker
+        self._settled = False
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    async def ack(self) -> None:
+        """Done with the message: it will not be delivered to this group again."""
+        if self._mark_settled():
+            await self._ack()
+
+    async def nack(self, delay: float | None = None) -> None:
+        """Deliver the message again, after `delay` seconds, without blocking other messages."""
+        if self._mark_settled():
+            await self._nack(max(0.0, delay or 0.0))
+
+    async def reject(self, reason: str) -> None:
+        """Give up on the message: publish it to `<topic>.dlq` with the reason, then ack it.
+
+        The dead-lettered copy keeps id, key, body and headers; mqkit adds headers saying
+        where it came from and why.
+        """
+        if not self._mark_settled():
+            return
+        message = self.message
+        headers = dict(message.headers)
+        headers.update(
+            {
+                "mqkit-original-topic": message.topic,
+                "mqkit-group": self.group or "",
+                "mqkit-attempts": str(message.attempt),
+                "mqkit-error": reason[:2000],
+                "mqkit-failed-at": f"{time.time():.3f}",
+            }
+        )
+        await self._broker.send(
+            [message.with_changes(topic=dlq_topic(message.topic), headers=headers, attempt=0)]
+        )
+        await self._ack()
+
+    def _mark_settled(self) -> bool:
+        if self._settled:
+            return False
+        self._settled = True
+        return True
+
+    @abstractmethod
+    async def _ack(self) -> None: ...
+
+    @abstractmethod
+    async def _nack(self, delay: float) -> None: ...
+
+    def __repr__(self) -> str:
+        m = self.message
+        return f"<Delivery {m.topic} id={m.id} attempt={m.attempt} group={self.group}>"
+
+
+class Subscription(ABC):
+    """An async iterator of deliveries. Close it (or use `async with`) when done.
+
+    Closing stops fetching and hands every unsettled delivery back for redelivery.
+    """
+
+    topic: str
+    group: str | None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> Delivery: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

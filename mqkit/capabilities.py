@@ -1,0 +1,19 @@
+"""What a backend promises. The conformance suite tests exactly what is claimed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    durable: bool = False
+    consumer_groups: bool = False
+    redelivery: bool = False
+    ordered_by_key: bool = False
+    delayed_delivery: bool = False
+    replay: bool = False
+    native_transactions: bool = False
+
+    def claimed(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name)]

@@ -1,0 +1,84 @@
+"""`mqkit.connect(url)`: find the backend for a URL scheme.
+
+Backends register in the entry-point group `mqkit.brokers`, keyed by scheme, so installing
+an adapter distribution (mqkit-kafka, ...) is all it takes. The core never imports a broker
+client.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+
+from mqkit.backends.sqlite import default_path
+from mqkit.broker import Broker
+from mqkit.errors import ConfigurationError, UnknownSchemeError
+from mqkit.settings import configured_url, default_url
+from mqkit.urls import scheme_of
+
+ENTRY_POINT_GROUP = "mqkit.brokers"
+
+# Used when mqkit runs from a source tree that was never installed (no entry points).
+_BUILT_IN = {
+    "memory": "mqkit.backends.memory:MemoryBroker",
+    "sqlite": "mqkit.backends.sqlite:SqliteBroker",
+}
+
+# Which distribution provides a scheme, for the error when it is missing.
+KNOWN_PACKAGES = {
+    "kafka": "mqkit-kafka",
+    "amqp": "mqkit-rabbitmq",
+    "amqps": "mqkit-rabbitmq",
+    "redis": "mqkit-redis",
+    "rediss": "mqkit-redis",
+    "redis+pubsub": "mqkit-redis",
+}
+
+
+@cache
+def _installed() -> dict[str, str]:
+    found = dict(_BUILT_IN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.value
+    return found
+
+
+def available_schemes() -> list[str]:
+    return sorted(_installed())
+
+
+def broker_class(scheme: str) -> type[Broker]:
+    target = _installed().get(scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in available_schemes())
+        hint = ""
+        if scheme in KNOWN_PACKAGES:
+            package = KNOWN_PACKAGES[scheme]
+            hint = f"; install {package} (pip install 'mqkit[{package.removeprefix('mqkit-')}]')"
+        raise UnknownSchemeError(f"no backend for {scheme}:// (installed: {known}){hint}")
+    module_name, _, attr = target.partition(":")
+    module = __import__(module_name, fromlist=[attr])
+    cls = getattr(module, attr)
+    if not (isinstance(cls, type) and issubclass(cls, Broker)):
+        raise ConfigurationError(f"entry point {scheme} -> {target} is not a mqkit Broker")
+    return cls
+
+
+def create(url: str | None = None) -> Broker:
+    """A broker for `url` (default: MQKIT_URL or the embedded sqlite file), not yet started."""
+    url = configured_url(url)
+    return broker_class(scheme_of(url))(url)
+
+
+def connect(url: str | None = None) -> Broker:
+    """A broker for `url`, to be used as `async with mqkit.connect(url) as broker:`.
+
+    Without a URL: MQKIT_URL, else the embedded default (`sqlite:///` + the user's data
+    directory). Also `broker = await mqkit.connect(url).start()`.
+    """
+    broker = create(url)
+    if broker.url == default_url():
+        # Only the default location is created on demand; a typo in an explicit path
+        # should fail rather than start an empty queue somewhere unexpected.
+        default_path().parent.mkdir(parents=True, exist_ok=True)
+    return broker
