@@ -54,6 +54,7 @@ class Broker(ABC):
             name="max_message_bytes",
         )
         self._closed = False
+        self._started = False
 
     @property
     def safe_url(self) -> str:
@@ -67,8 +68,12 @@ class Broker(ABC):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> Self:
-        """Connect. Raises BrokerUnavailableError naming the URL when that fails."""
-        await self._start()
+        """Connect. Raises BrokerUnavailableError naming the URL when that fails. Idempotent."""
+        if self._closed:
+            raise ClosedError(f"broker {self.safe_url} is closed")
+        if not self._started:
+            await self._start()
+            self._started = True
         return self
 
     async def close(self) -> None:

@@ -1,0 +1,73 @@
+"""The `mqkit` command: wires the subcommands and reports user errors in one line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mqkit.cli.common import UrlOption
+from mqkit.cli.consume import consume
+from mqkit.cli.demo import demo
+from mqkit.cli.publish import publish
+from mqkit.cli.run import run_command
+from mqkit.errors import MqkitError
+
+app = typer.Typer(
+    name="mqkit",
+    help="Move messages reliably: publish, consume and run workers on any broker.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mqkit import __version__
+
+        print(f"mqkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    """mqkit: one clean way to move messages reliably."""
+    ctx.obj = {"url": url}
+
+
+app.command()(publish)
+app.command()(consume)
+app.command("run")(run_command)
+app.command()(demo)
+
+
+def main() -> None:
+    # Typer (with its own copy of click) handles parsing; errors are reported here in one
+    # line instead of a usage box, since scripts read stderr too.
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=sys.argv[1:], prog_name="mqkit", standalone_mode=False)
+    except MqkitError as exc:
+        print(f"mqkit: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 130))
+    except Exception as exc:
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # the help was printed already
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        print(f"mqkit: error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,98 @@
+"""`mqkit run module:app`: run a worker app until SIGINT/SIGTERM, then shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from mqkit.app import App
+from mqkit.cli.common import UrlOption, UserError, pick_url, run
+
+log = logging.getLogger("mqkit")
+
+
+def load_app(target: str) -> App:
+    """The App named by `module:attribute` (attribute defaults to `app`), importable from
+    the current directory."""
+    module_name, _, attribute = target.partition(":")
+    attribute = attribute or "app"
+    if not module_name:
+        raise UserError(f"expected module:app, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UserError(f"cannot import {module_name!r}: no such module") from None
+        raise
+    app = getattr(module, attribute, None)
+    if app is None:
+        raise UserError(f"module {module_name!r} has no attribute {attribute!r}")
+    if not isinstance(app, App):
+        raise UserError(f"{target} is a {type(app).__name__}, not a mqkit.App")
+    return app
+
+
+async def serve(app: App) -> None:
+    """Run `app`; the first signal stops it gracefully, a second one stops it at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    received = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            log.info(
+                "%s: stopping; finishing in-flight messages within %.0fs (again to quit now)",
+                signal.Signals(signum).name, app.shutdown_timeout,
+            )
+            stop.set()
+        elif main is not None:
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        log.info("mqkit: running %d subscriber(s); Ctrl-C to stop", len(app.subscribers))
+        await app.run(stop)
+        log.info("mqkit: stopped")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def run_command(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="The app to run, as module:attribute.")],
+    shutdown_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds in-flight handlers get to finish on shutdown."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    url: UrlOption = None,
+) -> None:
+    """Run a worker app (`app = mqkit.App(...)` in module) until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(message)s", handlers=[RichHandler(show_path=False)]
+    )
+    chosen = pick_url(ctx, url)
+    if chosen:
+        os.environ["MQKIT_URL"] = chosen  # for apps that leave the URL to the environment
+    app = load_app(target)
+    if shutdown_timeout is not None:
+        app.shutdown_timeout = shutdown_timeout
+    try:
+        run(serve(app))
+    except asyncio.CancelledError:
+        raise typer.Exit(130) from None
