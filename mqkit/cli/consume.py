@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -16,7 +16,7 @@ from mqkit.cli.common import UrlOption, UserError, pick_url, run
 from mqkit.registry import connect
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     json = "json"
     raw = "raw"
 
