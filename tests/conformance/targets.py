@@ -1,0 +1,47 @@
+"""The backends the conformance suite runs against.
+
+`MQKIT_TEST_BACKENDS` (comma-separated names) picks them; by default every backend whose
+server this machine runs (see scripts/services). A named backend that cannot be reached fails
+the run rather than being skipped, so a green run means every listed backend was tested.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    # Builds a URL for one test; extra query options (e.g. lease=1s) are appended.
+    make_url: Callable[[Path, str], str]
+
+
+def _with_options(url: str, options: str) -> str:
+    if not options:
+        return url
+    return url + ("&" if "?" in url else "?") + options
+
+
+TARGETS: dict[str, Target] = {
+    "memory": Target(
+        "memory", lambda tmp, opts: _with_options(f"memory://{uuid.uuid4().hex}", opts)
+    ),
+    "sqlite": Target(
+        "sqlite", lambda tmp, opts: _with_options(f"sqlite:///{tmp / 'queue.db'}", opts)
+    ),
+}
+
+DEFAULT = "memory,sqlite"
+
+
+def selected() -> list[Target]:
+    names = [n.strip() for n in os.environ.get("MQKIT_TEST_BACKENDS", DEFAULT).split(",")]
+    unknown = [n for n in names if n and n not in TARGETS]
+    if unknown:
+        raise RuntimeError(f"unknown MQKIT_TEST_BACKENDS {unknown}; known: {sorted(TARGETS)}")
+    return [TARGETS[n] for n in names if n]

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pydantic
+import pytest
+
+import mqkit
+from mqkit import codec
+from mqkit.urls import mask, parse_duration, parse_size, scheme_of
+
+
+class Item(pydantic.BaseModel):
+    name: str
+    qty: int
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [
+        (b"x", codec.OCTET_STREAM),
+        (bytearray(b"x"), codec.OCTET_STREAM),
+        ("x", codec.TEXT),
+        ({"a": 1}, codec.JSON),
+        ([1], codec.JSON),
+        (Item(name="a", qty=1), codec.JSON),
+        (dt.date(2026, 1, 2), codec.JSON),
+    ],
+)
+def test_encode_picks_content_type(payload: Any, content_type: str) -> None:
+    assert codec.encode(payload)[1] == content_type
+
+
+def test_unencodable_payload_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="cannot encode"):
+        codec.encode(object())
+
+
+def test_decode_any_follows_content_type() -> None:
+    assert codec.decode(b'{"a":1}', "application/json", Any) == {"a": 1}
+    assert codec.decode(b'{"a":1}', "application/cloudevents+json", Any) == {"a": 1}
+    assert codec.decode(b"hi", "text/plain", Any) == "hi"
+    assert codec.decode(b"\x00", "application/octet-stream", Any) == b"\x00"
+
+
+@pytest.mark.parametrize(
+    ("body", "into", "match"),
+    [
+        (b"\xff", str, "UTF-8"),
+        (b"{", dict, "dict"),
+        (b'{"name": "a"}', Item, "qty"),
+        (b'{"name": "a", "qty": "many"}', Item, "qty"),
+        (b"[1, 2]", Item, "Item"),
+    ],
+)
+def test_poison_bodies_raise_decode_error(body: bytes, into: Any, match: str) -> None:
+    with pytest.raises(mqkit.DecodeError, match=match):
+        codec.decode(body, codec.JSON, into)
+
+
+def test_message_create_and_decode() -> None:
+    m = mqkit.Message.create("t", Item(name="a", qty=2), key="k", headers={"h": "1"})
+    assert m.content_type == codec.JSON
+    assert m.decode(Item) == Item(name="a", qty=2)
+    assert m.attempt == 0 and m.key == "k" and m.headers == {"h": "1"}
+
+
+def test_mask_hides_passwords() -> None:
+    assert mask("amqp://user:s3cret@host:5672/vh") == "amqp://user:***@host:5672/vh"
+    assert mask("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert mask("kafka://host:9092") == "kafka://host:9092"
+    assert "s3cret" not in mask("amqps://u:s3cret@h/?x=1")
+
+
+def test_scheme_requires_url() -> None:
+    assert scheme_of("Redis+PubSub://h") == "redis+pubsub"
+    with pytest.raises(mqkit.ConfigurationError):
+        scheme_of("localhost:9092")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30", 30), ("30s", 30), ("500ms", 0.5), ("5m", 300), ("7d", 604800)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_sizes_and_bad_values() -> None:
+    assert parse_size("1MiB") == 1024 * 1024
+    assert parse_size("512kb") == 512_000
+    with pytest.raises(mqkit.ConfigurationError, match="size"):
+        parse_size("lots")
+    with pytest.raises(mqkit.ConfigurationError, match="duration"):
+        parse_duration("soon")
+
+
+def test_unknown_scheme_names_known_schemes_and_package() -> None:
+    with pytest.raises(mqkit.UnknownSchemeError) as info:
+        mqkit.connect("amqp://guest:guest@localhost/")
+    text = str(info.value)
+    assert "memory://" in text and "sqlite://" in text and "mqkit-rabbitmq" in text
+    assert "guest:guest" not in text
+    with pytest.raises(mqkit.UnknownSchemeError, match="nats://"):
+        mqkit.connect("nats://localhost")
