@@ -1,11 +1,11 @@
 """mqkit: one clean way to move messages reliably.
 
-    async with mqkit.connect("sqlite:///queue.db") as broker:
-        await broker.publish("orders", {"id": 1})
-        async with await broker.subscribe("orders", group="billing") as sub:
-            async for delivery in sub:
-                ...
-                await delivery.ack()
+async with mqkit.connect("sqlite:///queue.db") as broker:
+    await broker.publish("orders", {"id": 1})
+    async with await broker.subscribe("orders", group="billing") as sub:
+        async for delivery in sub:
+            ...
+            await delivery.ack()
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -216,14 +216,21 @@ class _Consumer:
                 stats.retried += 1
                 log.warning(
                     "mqkit: %s failed on attempt %d (%s: %s); retrying in %.2fs",
-                    message.id, message.attempt, type(exc).__name__, exc, delay,
+                    message.id,
+                    message.attempt,
+                    type(exc).__name__,
+                    exc,
+                    delay,
                 )
                 await delivery.nack(delay)
             else:
                 stats.dead_lettered += 1
                 log.error(
                     "mqkit: %s dead-lettered after attempt %d: %s: %s",
-                    message.id, message.attempt, type(exc).__name__, exc,
+                    message.id,
+                    message.attempt,
+                    type(exc).__name__,
+                    exc,
                 )
                 await delivery.reject(f"{type(exc).__name__}: {exc}")
         else:

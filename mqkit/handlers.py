@@ -46,9 +46,7 @@ def compile_handler(handler: Handler) -> CallNext:
         kwargs: dict[str, Any] = {}
         for name, source, annotation in sources:
             if source == "body":
-                kwargs[name] = codec.decode(
-                    ctx.message.body, ctx.message.content_type, annotation
-                )
+                kwargs[name] = codec.decode(ctx.message.body, ctx.message.content_type, annotation)
             elif source == "message":
                 kwargs[name] = ctx.message
             else:

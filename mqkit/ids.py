@@ -46,13 +46,7 @@ class IdGenerator:
                     self._counter = 0
             ms, counter = self._last_ms, self._counter
         rand_b = int.from_bytes(os.urandom(8)) & _RANDOM_MASK
-        return (
-            (ms & 0xFFFF_FFFF_FFFF) << 80
-            | 0x7 << 76
-            | counter << 64
-            | 0b10 << 62
-            | rand_b
-        )
+        return (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
 
     def new(self) -> str:
         return str(uuid.UUID(int=self.new_int()))

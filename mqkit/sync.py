@@ -78,8 +78,13 @@ class SyncBroker:
     ) -> Message:
         return self._run(
             self.broker.publish(
-                topic, payload, key=key, headers=headers, id=id,
-                content_type=content_type, delay=delay,
+                topic,
+                payload,
+                key=key,
+                headers=headers,
+                id=id,
+                content_type=content_type,
+                delay=delay,
             )
         )
 

@@ -80,8 +80,9 @@ class LogEngine(Protocol):
 
     async def nack(self, topic: str, group: str, token: Token, delay: float) -> None: ...
 
-    async def extend(self, topic: str, group: str, tokens: Sequence[Token], lease: float) -> None:
-        ...
+    async def extend(
+        self, topic: str, group: str, tokens: Sequence[Token], lease: float
+    ) -> None: ...
 
     async def release(
         self, topic: str, group: str, tokens: Sequence[Token], *, undo_attempt: bool
@@ -108,9 +109,7 @@ class LogDelivery(Delivery):
 
     async def _nack(self, delay: float) -> None:
         try:
-            await self._sub.engine.nack(
-                self._sub.topic, self._sub.engine_group, self.token, delay
-            )
+            await self._sub.engine.nack(self._sub.topic, self._sub.engine_group, self.token, delay)
         finally:
             self._sub.settled(self)
 
@@ -286,7 +285,12 @@ class LogBroker(Broker):
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription:
         subscription = LogSubscription(
-            self, self.engine, topic, group, prefetch=prefetch, lease=self.lease,
+            self,
+            self.engine,
+            topic,
+            group,
+            prefetch=prefetch,
+            lease=self.lease,
             on_closed=self._subscriptions.discard,
         )
         await subscription.start(start)

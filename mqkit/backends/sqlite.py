@@ -345,8 +345,13 @@ class SqliteEngine:
                 _materialize(conn, topic, group, window)
             claimed = conn.execute(
                 _CLAIM,
-                {"topic": topic, "grp": group, "now": now, "lease_until": now + lease,
-                 "limit": limit},
+                {
+                    "topic": topic,
+                    "grp": group,
+                    "now": now,
+                    "lease_until": now + lease,
+                    "limit": limit,
+                },
             ).fetchall()
             (next_due,) = conn.execute(
                 "SELECT min(ready_at) FROM mq_pending WHERE topic = ? AND grp = ? AND ready_at > ?",
@@ -463,8 +468,9 @@ class SqliteEngine:
 
 def _log_failed_ack(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
-        log.warning("mqkit: an ack was not written (%s); it will be redelivered",
-                    future.exception())
+        log.warning(
+            "mqkit: an ack was not written (%s); it will be redelivered", future.exception()
+        )
 
 
 def _materialize(conn: sqlite3.Connection, topic: str, group: str, window: int) -> None:
@@ -488,9 +494,7 @@ def _materialize(conn: sqlite3.Connection, topic: str, group: str, window: int) 
         " WHERE topic = ? AND seq > ? AND seq <= ?",
         (group, topic, cursor, top),
     )
-    conn.execute(
-        "UPDATE mq_groups SET cursor = ? WHERE topic = ? AND grp = ?", (top, topic, group)
-    )
+    conn.execute("UPDATE mq_groups SET cursor = ? WHERE topic = ? AND grp = ?", (top, topic, group))
 
 
 class SqliteBroker(LogBroker):

@@ -101,8 +101,13 @@ async def _publish(
             print(messages[0].id)
             return
         with Progress(
-            TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, disable=len(messages) < PROGRESS_FROM, transient=True,
+            TextColumn("publishing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=len(messages) < PROGRESS_FROM,
+            transient=True,
         ) as progress:
             task = progress.add_task("publish", total=len(messages))
             for i in range(0, len(messages), BATCH):

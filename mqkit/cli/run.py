@@ -11,6 +11,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.logging import RichHandler
 
 from mqkit.app import App
@@ -55,7 +56,8 @@ async def serve(app: App) -> None:
         if received == 1:
             log.info(
                 "%s: stopping; finishing in-flight messages within %.0fs (again to quit now)",
-                signal.Signals(signum).name, app.shutdown_timeout,
+                signal.Signals(signum).name,
+                app.shutdown_timeout,
             )
             stop.set()
         elif main is not None:
@@ -84,7 +86,9 @@ def run_command(
 ) -> None:
     """Run a worker app (`app = mqkit.App(...)` in module) until SIGINT or SIGTERM."""
     logging.basicConfig(
-        level=log_level.upper(), format="%(message)s", handlers=[RichHandler(show_path=False)]
+        level=log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
     )
     chosen = pick_url(ctx, url)
     if chosen:

@@ -66,8 +66,11 @@ async def test_failures_retry_then_succeed(broker: mqkit.Broker) -> None:
     async with app.running():
         for n in range(100):
             await broker.publish("jobs", {"n": n})
-        await until(lambda: len(attempts) == 100 and all(
-            a[-1] == 3 for n, a in attempts.items() if n % 10 == 0))
+        await until(
+            lambda: (
+                len(attempts) == 100 and all(a[-1] == 3 for n, a in attempts.items() if n % 10 == 0)
+            )
+        )
     stats = app.subscribers[0].stats
     assert stats.handled == 100 and stats.dead_lettered == 0 and stats.retried == 20
     assert attempts[10] == [1, 2, 3] and attempts[11] == [1]
@@ -133,8 +136,9 @@ async def test_middleware_wraps_in_order_and_sees_errors(broker: mqkit.Broker) -
 
         return mw
 
-    app = mqkit.App(broker=broker, middleware=[named("outer")],
-                    retry=mqkit.RetryPolicy(max_attempts=1))
+    app = mqkit.App(
+        broker=broker, middleware=[named("outer")], retry=mqkit.RetryPolicy(max_attempts=1)
+    )
     app.add_middleware(named("app"))
 
     @app.subscriber("t", group="g", middleware=[named("sub")])
@@ -150,8 +154,20 @@ async def test_middleware_wraps_in_order_and_sees_errors(broker: mqkit.Broker) -
         await broker.publish("t", "boom")
         await until(lambda: "outer!RuntimeError" in trail)
     assert trail == [
-        "outer>", "app>", "sub>", "handler:ok:g", "<sub", "<app", "<outer", "|",
-        "outer>", "app>", "sub>", "handler:boom:g", "sub!RuntimeError", "app!RuntimeError",
+        "outer>",
+        "app>",
+        "sub>",
+        "handler:ok:g",
+        "<sub",
+        "<app",
+        "<outer",
+        "|",
+        "outer>",
+        "app>",
+        "sub>",
+        "handler:boom:g",
+        "sub!RuntimeError",
+        "app!RuntimeError",
         "outer!RuntimeError",
     ]
 
@@ -215,8 +231,9 @@ async def test_hooks_run_and_default_group_is_stable(broker: mqkit.Broker) -> No
     async def handler(body: bytes) -> None:
         events.append("msg")
 
-    assert app.subscribers[0].group.endswith("test_hooks_run_and_default_group_is_stable"
-                                             ".<locals>.handler")
+    assert app.subscribers[0].group.endswith(
+        "test_hooks_run_and_default_group_is_stable.<locals>.handler"
+    )
     async with app.running():
         await broker.publish("t", b"")
         await until(lambda: "msg" in events)

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,9 @@ def run_python(code: str, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -110,7 +111,10 @@ def start_worker(tmp_path: Path, url: str, done: Path) -> subprocess.Popen[bytes
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url, "DONE_FILE": str(done)}
     return subprocess.Popen(
         [sys.executable, "-m", "mqkit", "run", "worker:app", "--log-level", "WARNING"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -196,10 +200,12 @@ def test_database_stays_consistent(tmp_path: Path) -> None:
     path = tmp_path / "q.db"
 
     async def work() -> None:
-        async with mqkit.connect(f"sqlite:///{path}") as broker:
-            async with await broker.subscribe("t", group="g") as sub:
-                await broker.publish_batch([mqkit.Message.create("t", b"x") for _ in range(500)])
-                await receive(sub, 500)
+        async with (
+            mqkit.connect(f"sqlite:///{path}") as broker,
+            await broker.subscribe("t", group="g") as sub,
+        ):
+            await broker.publish_batch([mqkit.Message.create("t", b"x") for _ in range(500)])
+            await receive(sub, 500)
 
     asyncio.run(work())
     conn = sqlite3.connect(path)
@@ -207,4 +213,3 @@ def test_database_stays_consistent(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert conn.execute("SELECT count(*) FROM mq_pending").fetchone() == (0,)
     conn.close()
-    time.sleep(0)

@@ -1,0 +1,201 @@
+"""The `mqkit` command as a user runs it: separate processes, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def mqkit(
+    *args: str,
+    url: str | None = None,
+    stdin: bytes | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MQKIT_URL", None)
+    if url:
+        env["MQKIT_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "mqkit", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_publish_in_one_process_consume_in_another(url: str) -> None:
+    pub = mqkit("publish", "greetings", "hello world", "--key", "k1", "-H", "a=1", url=url)
+    assert pub.returncode == 0, pub.stderr
+    message_id = pub.stdout.decode().strip()
+    got = mqkit("consume", "greetings", "--from-beginning", "--count", "1", url=url)
+    assert got.returncode == 0, got.stderr
+    record = json.loads(got.stdout)
+    assert record["id"] == message_id
+    assert record["body"] == "hello world"
+    assert record["key"] == "k1" and record["headers"] == {"a": "1"}
+
+
+def test_consume_waits_for_a_publish_from_another_process(url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url}
+    consumer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mqkit",
+            "consume",
+            "live",
+            "--group",
+            "g",
+            "--count",
+            "2",
+            "--output",
+            "raw",
+            "--timeout",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    time.sleep(1.5)  # let it subscribe: a new group starts at the latest message
+    assert mqkit("publish", "live", "one", url=url).returncode == 0
+    assert mqkit("publish", "live", "two", url=url).returncode == 0
+    out, err = consumer.communicate(timeout=60)
+    assert consumer.returncode == 0, err
+    assert out.splitlines() == [b"one", b"two"]
+
+
+def test_publish_lines_from_stdin_and_file(url: str, tmp_path: Path) -> None:
+    lines = b"".join(b'{"n": %d}\n' % i for i in range(2500))
+    r = mqkit("publish", "bulk", "-", "--json", url=url, stdin=lines)
+    assert r.returncode == 0, r.stderr
+    assert b"published 2500 message(s) to bulk" in r.stderr
+    f = tmp_path / "more.txt"
+    f.write_text("a\n\nb\n")
+    assert mqkit("publish", "bulk", "--file", str(f), url=url).returncode == 0
+    got = mqkit("consume", "bulk", "--from-beginning", "--count", "2502", url=url)
+    records = [json.loads(line) for line in got.stdout.splitlines()]
+    assert len(records) == 2502
+    assert json.loads(records[0]["body"]) == {"n": 0}
+    assert records[0]["content_type"] == "application/json"
+    assert [r["body"] for r in records[-2:]] == ["a", "b"]
+
+
+def test_consume_stops_after_timeout_and_group_keeps_progress(url: str) -> None:
+    for i in range(3):
+        mqkit("publish", "t", f"m{i}", url=url)
+    first = mqkit("consume", "t", "-g", "g", "--from-beginning", "-n", "2", "-o", "raw", url=url)
+    rest = mqkit("consume", "t", "-g", "g", "--timeout", "1", "-o", "raw", url=url)
+    assert first.stdout.splitlines() == [b"m0", b"m1"]
+    assert rest.stdout.splitlines() == [b"m2"] and rest.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "needle"),
+    [
+        (("publish", "t"), None, "nothing to publish"),
+        (("publish", "t", "-", "--json"), b'{"ok": 1}\nnot json\n', "line 2 is not valid JSON"),
+        (("publish", "t", "--file", "/no/such/file"), None, "no such file: /no/such/file"),
+        (("publish", "t", "x", "-H", "novalue"), None, "--header wants name=value"),
+        (("publish", "bad topic", "x"), None, "invalid topic"),
+        (
+            ("--url", "sqlite:////no/such/dir/q.db", "publish", "t", "x"),
+            None,
+            "cannot open sqlite:////no/such/dir/q.db",
+        ),
+        (("publish", "t", "x", "--url", "amqp://u:hunter2@localhost/"), None, "mqkit-rabbitmq"),
+        (("publish", "t", "x", "--url", "localhost:9092"), None, "not a broker URL"),
+        (("consume", "t", "--output", "xml"), None, "--output"),
+        (("consume",), None, "Missing argument"),
+        (("run", "no_such_module:app"), None, "cannot import 'no_such_module'"),
+        (("frobnicate",), None, "No such command"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(
+    url: str, args: tuple[str, ...], stdin: bytes | None, needle: str
+) -> None:
+    r = mqkit(*args, url=url, stdin=stdin)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "hunter2" not in err
+
+
+def test_bad_json_publishes_nothing(url: str) -> None:
+    mqkit("publish", "t", "-", "--json", url=url, stdin=b'{"a": 1}\n{oops\n')
+    got = mqkit("consume", "t", "--from-beginning", "--timeout", "1", url=url)
+    assert got.stdout == b""
+
+
+def test_version_and_url_from_environment(url: str) -> None:
+    r = mqkit("--version")
+    assert r.returncode == 0 and r.stdout.decode().startswith("mqkit ")
+    assert mqkit("publish", "env", "x", url=url).returncode == 0
+    got = mqkit("--url", url, "consume", "env", "--from-beginning", "-n", "1", "-o", "raw")
+    assert got.stdout == b"x\n"
+
+
+def test_run_stops_gracefully_on_sigterm(url: str, tmp_path: Path) -> None:
+    (tmp_path / "svc.py").write_text(
+        "import mqkit\n"
+        "app = mqkit.App()\n"
+        "@app.subscriber('jobs', group='svc')\n"
+        "async def handle(body: str) -> None:\n"
+        "    print('handled', body, flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url}
+    mqkit("publish", "jobs", "first", url=url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqkit", "run", "svc:app"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"handled first\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"stopping" in err and b"Traceback" not in err
+
+
+def test_demo_finishes_by_itself(url: str) -> None:
+    r = mqkit("demo", "--orders", "60", url=url, timeout=120)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    assert "done: 59 handled" in out and "succeeded after 2 retries" in out
+    assert "1 dead-lettered" in out and "DecodeError" in out
+
+
+def test_demo_uses_the_embedded_default_without_any_url(tmp_path: Path) -> None:
+    env_home = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(env_home)}
+    env.pop("MQKIT_URL", None)
+    r = subprocess.run(
+        [sys.executable, "-m", "mqkit", "demo", "--orders", "20"],
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (env_home / "mqkit" / "mqkit.db").exists()
