@@ -1,0 +1,224 @@
+"""Throughput and latency of a mqkit backend, optionally next to a peer queue in the same run.
+
+    python -m benchmarks.run --url sqlite:////tmp/bench.db --peer persist-queue
+
+Rows: single awaited publish, batched publish, consume with acks (one consumer), and
+end-to-end latency p50/p99 at a fixed offered rate. Speed is reported here, never asserted in
+tests: this machine's timings are noisy, so compare ratios taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import mqkit
+
+BODY = b"x" * 100
+
+
+@dataclass
+class Row:
+    name: str
+    mqkit: float
+    peer: float | None = None
+    unit: str = "msg/s"
+
+    @property
+    def ratio(self) -> float | None:
+        if self.peer is None or self.peer == 0:
+            return None
+        if self.unit == "ms":  # lower is better
+            return self.peer / self.mqkit if self.mqkit else None
+        return self.mqkit / self.peer
+
+
+def _topic(name: str) -> str:
+    return f"bench-{name}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+async def publish_single(url: str, n: int) -> float:
+    async with mqkit.connect(url) as broker:
+        topic = _topic("single")
+        start = time.perf_counter()
+        for _ in range(n):
+            await broker.publish(topic, BODY)
+        return n / (time.perf_counter() - start)
+
+
+async def publish_batched(url: str, n: int, batch: int) -> tuple[float, str]:
+    async with mqkit.connect(url) as broker:
+        topic = _topic("batch")
+        # The consume row reads what this row wrote, through a group made before publishing.
+        await (await broker.subscribe(topic, group="bench")).close()
+        messages = [mqkit.Message(topic=topic, body=BODY) for _ in range(n)]
+        start = time.perf_counter()
+        for i in range(0, n, batch):
+            await broker.publish_batch(messages[i : i + batch])
+        return n / (time.perf_counter() - start), topic
+
+
+async def consume_acked(url: str, topic: str, n: int, prefetch: int) -> float:
+    async with mqkit.connect(url) as broker:
+        sub = await broker.subscribe(topic, group="bench", prefetch=prefetch)
+        start = time.perf_counter()
+        seen = 0
+        async for delivery in sub:
+            await delivery.ack()
+            seen += 1
+            if seen == n:
+                break
+        rate = n / (time.perf_counter() - start)
+        await sub.close()
+        return rate
+
+
+async def latency(url: str, rate: float, seconds: float) -> tuple[float, float]:
+    """p50 and p99 milliseconds from publish to handler, at `rate` messages per second."""
+    async with mqkit.connect(url) as broker:
+        topic = _topic("latency")
+        sub = await broker.subscribe(topic, group="bench")
+        total = int(rate * seconds)
+        samples: list[float] = []
+
+        async def consume() -> None:
+            async for delivery in sub:
+                sent = float(delivery.message.headers["sent"])
+                samples.append((time.time() - sent) * 1000)
+                await delivery.ack()
+                if len(samples) == total:
+                    return
+
+        consumer = asyncio.create_task(consume())
+        start = time.perf_counter()
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await broker.publish(topic, BODY, headers={"sent": repr(time.time())})
+        await asyncio.wait_for(consumer, 60)
+        await sub.close()
+        q = statistics.quantiles(samples, n=100)
+        return q[49], q[98]
+
+
+# -- the peer: persist-queue's SQLite queues, as documented ------------------------------------
+
+
+def peer_persist_queue(workdir: Path, single: int, batched: int, batch: int) -> dict[str, float]:
+    import persistqueue
+
+    out: dict[str, float] = {}
+    q = persistqueue.SQLiteAckQueue(str(workdir / "pq-single"), multithreading=True)
+    start = time.perf_counter()
+    for _ in range(single):
+        q.put(BODY)
+    out["single"] = single / (time.perf_counter() - start)
+
+    # Its batched mode: a plain SQLiteQueue without auto-commit, committed once per batch.
+    bq = persistqueue.SQLiteQueue(str(workdir / "pq-batch"), auto_commit=False)
+    start = time.perf_counter()
+    for i in range(batched):
+        bq.put(BODY)
+        if (i + 1) % batch == 0:
+            bq.task_done()
+    bq.task_done()
+    out["batched"] = batched / (time.perf_counter() - start)
+
+    aq = persistqueue.SQLiteAckQueue(str(workdir / "pq-ack"), multithreading=True)
+    for _ in range(batched):
+        aq.put(BODY)
+    start = time.perf_counter()
+    for _ in range(batched):
+        item = aq.get()
+        aq.ack(item)
+    out["consume"] = batched / (time.perf_counter() - start)
+    return out
+
+
+PEERS: dict[str, Callable[[Path, int, int, int], dict[str, float]]] = {
+    "persist-queue": peer_persist_queue,
+}
+
+
+async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | None) -> list[Row]:
+    single = await publish_single(url, args.single)
+    batched, topic = await publish_batched(url, args.messages, args.batch)
+    consumed = await consume_acked(url, topic, args.messages, args.prefetch)
+    p50, p99 = await latency(url, args.rate, args.seconds)
+    peer = peer or {}
+    return [
+        Row("publish, single awaited", single, peer.get("single")),
+        Row(f"publish, batches of {args.batch}", batched, peer.get("batched")),
+        Row(f"consume + ack, 1 consumer, prefetch {args.prefetch}", consumed, peer.get("consume")),
+        Row(f"end-to-end p50 at {args.rate:.0f} msg/s", p50, unit="ms"),
+        Row(f"end-to-end p99 at {args.rate:.0f} msg/s", p99, unit="ms"),
+    ]
+
+
+def render(url: str, rows: list[Row], peer: str | None) -> Table:
+    table = Table(title=f"mqkit {mqkit.__version__} on {mqkit.connect(url).safe_url}")
+    table.add_column("workload")
+    table.add_column("mqkit", justify="right")
+    if peer:
+        table.add_column(peer, justify="right")
+        table.add_column("ratio", justify="right")
+    for row in rows:
+        fmt = "{:,.1f} ms" if row.unit == "ms" else "{:,.0f}/s"
+        cells = [row.name, fmt.format(row.mqkit)]
+        if peer:
+            cells.append(fmt.format(row.peer) if row.peer is not None else "")
+            cells.append(f"{row.ratio:.2f}x" if row.ratio is not None else "")
+        table.add_row(*cells)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="broker URL (default: a fresh sqlite file)")
+    parser.add_argument("--peer", choices=sorted(PEERS), help="run a peer queue too")
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--single", type=int, default=5_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--prefetch", type=int, default=500)
+    parser.add_argument(
+        "--peer-messages",
+        type=int,
+        default=10_000,
+        help="messages for the peer's rows (it is slow; rates stay comparable)",
+    )
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--json", action="store_true", help="print rows as JSON too")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="mqkit-bench-"))
+    url = args.url or f"sqlite:///{workdir / 'bench.db'}"
+    try:
+        peer = (
+            PEERS[args.peer](workdir, args.single, args.peer_messages, args.batch)
+            if args.peer
+            else None
+        )
+        rows = asyncio.run(bench(url, args, peer))
+        Console().print(render(url, rows, args.peer))
+        if args.json:
+            print(json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows]))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
