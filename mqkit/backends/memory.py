@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from mqkit.backends._log import Claimed, LogBroker, Signal, Token
 from mqkit.broker import Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError
+from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
 from mqkit.message import Message
 
 
@@ -154,7 +154,7 @@ class MemoryEngine:
 _named: dict[str, MemoryEngine] = {}
 
 
-class MemoryBroker(LogBroker):
+class MemoryBroker(LeasingBroker):
     engine: MemoryEngine
     capabilities = Capabilities(
         durable=False,

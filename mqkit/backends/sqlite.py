@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from mqkit.backends._log import Claimed, LogBroker, Signal, Token
 from mqkit.broker import Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ClosedError, ConfigurationError
+from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
 from mqkit.message import Message
 from mqkit.urls import mask, parse_duration
 
@@ -497,7 +497,7 @@ def _materialize(conn: sqlite3.Connection, topic: str, group: str, window: int) 
     conn.execute("UPDATE mq_groups SET cursor = ? WHERE topic = ? AND grp = ?", (top, topic, group))
 
 
-class SqliteBroker(LogBroker):
+class SqliteBroker(LeasingBroker):
     engine: SqliteEngine
     capabilities = Capabilities(
         durable=True,

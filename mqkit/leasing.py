@@ -1,14 +1,15 @@
-"""What the two built-in backends share: a durable log per topic with per-group progress.
+"""Subscriptions for backends that hand out messages under a lease.
 
-Both `memory://` and `sqlite://` keep every topic as an append-only log and every consumer
-group as a cursor into it plus a set of pending entries (delivered or due, not yet acked),
-the way a Redis Stream keeps its PEL. A consumer *claims* pending entries with a lease:
-an entry whose lease runs out (its consumer died) becomes claimable again. Within a group an
-entry with a key is claimable only when no earlier entry with that key is pending, which is
-what keeps per-key order across competing consumers, nacks and delays.
+The built-in backends (`memory://`, `sqlite://`) keep every topic as an append-only log and
+every consumer group as a cursor into it plus a set of pending entries (delivered or due, not
+yet acked), the way a Redis Stream keeps its PEL. A consumer *claims* pending entries with a
+lease: an entry whose lease runs out (its consumer died) becomes claimable again. Within a
+group an entry with a key is claimable only when no earlier entry with that key is pending,
+which is what keeps per-key order across competing consumers, nacks and delays.
 
-The engines (memory.py, sqlite.py) implement `LogEngine`; this module turns one into
-subscriptions and deliveries.
+Any backend that can claim, ack, nack, extend and release (`LeaseEngine`) gets its
+subscriptions and deliveries from here: buffering up to `prefetch`, lease extension while a
+message is held, and handing everything back on close. The Redis Streams adapter is one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.errors import ClosedError, ConfigurationError
@@ -30,9 +31,10 @@ from mqkit.urls import parse_duration
 
 log = logging.getLogger("mqkit")
 
-# (sequence number in the log, delivery attempt). The attempt fences settlements: an ack from
-# a consumer whose lease ran out, after the entry was claimed again, matches nothing.
-Token = tuple[int, int]
+# Identifies one claim of one entry; the engine decides its shape. The built-in backends use
+# (sequence number, delivery attempt): the attempt fences settlements, so an ack from a
+# consumer whose lease ran out, after the entry was claimed again, matches nothing.
+Token = tuple[Any, ...]
 
 EPHEMERAL_PREFIX = "~private-"
 
@@ -62,7 +64,7 @@ class Signal:
             await asyncio.wait_for(self._event.wait(), at_most)
 
 
-class LogEngine(Protocol):
+class LeaseEngine(Protocol):
     signal: Signal
 
     async def create_group(self, topic: str, group: str, start: Start) -> None: ...
@@ -95,8 +97,8 @@ def private_group() -> str:
     return EPHEMERAL_PREFIX + uuid.uuid4().hex
 
 
-class LogDelivery(Delivery):
-    def __init__(self, claimed: Claimed, subscription: LogSubscription) -> None:
+class LeasedDelivery(Delivery):
+    def __init__(self, claimed: Claimed, subscription: LeasedSubscription) -> None:
         super().__init__(claimed.message, subscription.group, subscription.broker)
         self.token = claimed.token
         self._sub = subscription
@@ -114,7 +116,7 @@ class LogDelivery(Delivery):
             self._sub.settled(self)
 
 
-class LogSubscription(Subscription):
+class LeasedSubscription(Subscription):
     """Claims in the background into a buffer of at most `prefetch` unsettled deliveries.
 
     Claiming runs in its own task so that a consumer cancelled while waiting never loses a
@@ -124,14 +126,14 @@ class LogSubscription(Subscription):
     def __init__(
         self,
         broker: Broker,
-        engine: LogEngine,
+        engine: LeaseEngine,
         topic: str,
         group: str | None,
         *,
         prefetch: int,
         lease: float,
         max_idle: float = 1.0,
-        on_closed: Callable[[LogSubscription], None] | None = None,
+        on_closed: Callable[[LeasedSubscription], None] | None = None,
     ) -> None:
         self.broker = broker
         self.engine = engine
@@ -141,8 +143,8 @@ class LogSubscription(Subscription):
         self._prefetch = prefetch
         self._lease = lease
         self._max_idle = max_idle
-        self._buffer: deque[LogDelivery] = deque()
-        self._unsettled: dict[Token, LogDelivery] = {}
+        self._buffer: deque[LeasedDelivery] = deque()
+        self._unsettled: dict[Token, LeasedDelivery] = {}
         self._nonempty = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
@@ -150,7 +152,7 @@ class LogSubscription(Subscription):
         self._tasks: list[asyncio.Task[None]] = []
         self._on_closed = on_closed
 
-    async def start(self, start: Start) -> LogSubscription:
+    async def start(self, start: Start) -> LeasedSubscription:
         await self.engine.create_group(self.topic, self.engine_group, start)
         self._tasks = [
             asyncio.create_task(self._fetch_loop(), name=f"mqkit-fetch-{self.topic}"),
@@ -160,7 +162,7 @@ class LogSubscription(Subscription):
 
     # -- consumer side -----------------------------------------------------------------------
 
-    async def __anext__(self) -> LogDelivery:
+    async def __anext__(self) -> LeasedDelivery:
         while not self._buffer:
             if self._closing:
                 raise StopAsyncIteration
@@ -172,7 +174,7 @@ class LogSubscription(Subscription):
             self._room.set()
         return delivery
 
-    def settled(self, delivery: LogDelivery) -> None:
+    def settled(self, delivery: LeasedDelivery) -> None:
         self._unsettled.pop(delivery.token, None)
         if not self._buffer or self._outstanding() <= self._prefetch // 2:
             self._room.set()
@@ -207,7 +209,7 @@ class LogSubscription(Subscription):
                 continue
             failures = 0
             for item in claimed:
-                self._buffer.append(LogDelivery(item, self))
+                self._buffer.append(LeasedDelivery(item, self))
             if claimed:
                 self._nonempty.set()
             if len(claimed) == room:
@@ -269,22 +271,22 @@ class LogSubscription(Subscription):
                 self._on_closed(self)
 
 
-class LogBroker(Broker):
-    """Base of the built-in backends: subscriptions are LogSubscriptions over `self.engine`."""
+class LeasingBroker(Broker):
+    """Base of the built-in backends: subscriptions are LeasedSubscriptions over `self.engine`."""
 
-    engine: LogEngine
+    engine: LeaseEngine
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.lease = parse_duration(self.options.get("lease", "30s"), name="lease")
         if self.lease <= 0:
             raise ConfigurationError("lease must be > 0")
-        self._subscriptions: set[LogSubscription] = set()
+        self._subscriptions: set[LeasedSubscription] = set()
 
     async def _subscribe(
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription:
-        subscription = LogSubscription(
+        subscription = LeasedSubscription(
             self,
             self.engine,
             topic,
