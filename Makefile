@@ -1,7 +1,7 @@
 # The two commands a newcomer needs:
 #   make demo   the main job on the embedded default (no server needed)
 #   make test   the full test suite, exactly as CI runs it
-.PHONY: env demo test lint bench clean
+.PHONY: env demo test lint bench services clean
 
 env:
 	scripts/bootstrap
@@ -13,11 +13,14 @@ test:
 	scripts/test
 
 lint: env
-	.venv/bin/ruff check mqkit tests benchmarks
-	.venv/bin/mypy --strict mqkit
+	.venv/bin/ruff check mqkit adapters tests benchmarks
+	.venv/bin/mypy --strict mqkit adapters/*/mqkit_*
 
 bench: env
 	.venv/bin/python -m benchmarks.run --peer persist-queue
+
+services:
+	scripts/services up
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -152,12 +152,16 @@ class Broker(ABC):
         """
         if self._closed:
             raise ClosedError(f"cannot subscribe: broker {self.safe_url} is closed")
-        validate_topic(topic)
+        self.validate_subscription_topic(topic)
         if prefetch < 1:
             raise ValueError("prefetch must be >= 1")
         if start is None:
             start = "earliest" if group is not None else "latest"
         return await self._subscribe(topic, group, start, prefetch)
+
+    def validate_subscription_topic(self, topic: str) -> None:
+        """Refuse a topic this backend cannot subscribe to; backends with patterns widen it."""
+        validate_topic(topic)
 
     # -- for backends ------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The backends the conformance suite runs against.
 
-`MQKIT_TEST_BACKENDS` (comma-separated names) picks them; by default every backend whose
-server this machine runs (see scripts/services). A named backend that cannot be reached fails
-the run rather than being skipped, so a green run means every listed backend was tested.
+`MQKIT_TEST_BACKENDS` (comma-separated names) picks them; by default all of them, with the
+servers that `scripts/services up` starts (MQKIT_TEST_*_URL override where they are). A named
+backend that cannot be reached fails the run rather than being skipped, so a green run means
+every listed backend was tested.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ class Target:
     make_url: Callable[[Path, str], str]
 
 
+def redis_url() -> str:
+    return os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
 def _with_options(url: str, options: str) -> str:
     if not options:
         return url
@@ -34,9 +39,14 @@ TARGETS: dict[str, Target] = {
     "sqlite": Target(
         "sqlite", lambda tmp, opts: _with_options(f"sqlite:///{tmp / 'queue.db'}", opts)
     ),
+    "redis": Target("redis", lambda tmp, opts: _with_options(redis_url(), opts)),
+    "redis+pubsub": Target(
+        "redis+pubsub",
+        lambda tmp, opts: _with_options(redis_url().replace("redis://", "redis+pubsub://"), opts),
+    ),
 }
 
-DEFAULT = "memory,sqlite"
+DEFAULT = ",".join(TARGETS)
 
 
 def selected() -> list[Target]:

@@ -1,0 +1,1 @@
+"""Redis backends for mqkit: Streams (`redis://`, `rediss://`) and pub/sub (`redis+pubsub://`)."""

@@ -1,0 +1,76 @@
+"""Connecting to Redis: mqkit's URL options split from redis-py's, retries, typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
+from mqkit.urls import mask
+
+T = TypeVar("T")
+
+# Options mqkit reads from the URL; everything else goes to redis-py.
+MQKIT_OPTIONS = {
+    "maxlen",
+    "lease",
+    "claim_every",
+    "block",
+    "publish_timeout",
+    "max_message_bytes",
+    "prefix",
+}
+
+NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def redis_url(url: str) -> str:
+    """The URL as redis-py wants it: redis:// scheme, without mqkit's own options."""
+    parts = urlsplit(url)
+    scheme = "redis" if parts.scheme == "redis+pubsub" else parts.scheme
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in MQKIT_OPTIONS]
+    return urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client that retries commands through short outages (a restart, a failover)."""
+    return aioredis.Redis.from_url(
+        redis_url(url),
+        decode_responses=False,
+        socket_connect_timeout=5,
+        socket_timeout=None,  # XREADGROUP BLOCK and pub/sub reads wait on purpose
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+async def ping(client: aioredis.Redis, url: str) -> None:
+    try:
+        await asyncio.wait_for(client.ping(), 10)
+    except (*NETWORK_ERRORS, TimeoutError) as exc:
+        raise BrokerUnavailableError(f"cannot reach Redis at {mask(url)}: {exc}") from exc
+
+
+async def within(timeout: float, url: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run a publish, turning an outage into a typed error within `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    return await call()
+                except NETWORK_ERRORS:
+                    await asyncio.sleep(0.2)  # down: try again until the deadline
+    except TimeoutError as exc:
+        raise PublishTimeoutError(
+            f"{what} to Redis at {mask(url)} did not complete within {timeout:g}s"
+        ) from exc

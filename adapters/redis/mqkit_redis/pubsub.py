@@ -1,0 +1,206 @@
+"""`redis+pubsub://host:6379/0`: Redis pub/sub channels. Fan-out, at most once.
+
+Every subscription receives every message published while it listens, whatever its group:
+Redis pub/sub has no groups, no acknowledgements and no storage, so this backend claims none
+of `durable`, `consumer_groups`, `redelivery`, `delayed_delivery` or `replay`. A message
+published while nobody listens is gone; ack and nack do nothing; reject still publishes the
+message to `<topic>.dlq` (to whoever listens there).
+
+Subscriptions take glob patterns too (`orders.*`), through PSUBSCRIBE.
+
+On the wire a message is `mqkit/1 {json meta}\\n` followed by the body, unchanged, so
+`redis-cli SUBSCRIBE` shows the body as sent; a payload from another client without that
+first line is the body itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+
+from redis.asyncio.client import PubSub
+
+from mqkit import codec
+from mqkit.broker import Broker, Delivery, Start, Subscription
+from mqkit.capabilities import Capabilities
+from mqkit.errors import ConfigurationError, InvalidTopicError
+from mqkit.message import Message
+from mqkit.urls import parse_duration
+from mqkit_redis import client as redis_client
+
+log = logging.getLogger("mqkit.redis")
+
+MAGIC = b"mqkit/1 "
+_PATTERN = re.compile(r"^[A-Za-z0-9._\-*?\[\]^]{1,249}$")
+
+
+def encode(message: Message) -> bytes:
+    meta = {"id": message.id, "ct": message.content_type, "ts": message.timestamp}
+    if message.key is not None:
+        meta["key"] = message.key
+    if message.headers:
+        meta["h"] = dict(message.headers)
+    return MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + message.body
+
+
+def decode(channel: str, payload: bytes) -> Message:
+    if payload.startswith(MAGIC):
+        line, _, body = payload.partition(b"\n")
+        try:
+            meta = json.loads(line[len(MAGIC) :])
+            return Message(
+                topic=channel,
+                body=body,
+                id=meta["id"],
+                key=meta.get("key"),
+                headers=meta.get("h", {}),
+                content_type=meta["ct"],
+                timestamp=meta["ts"],
+                attempt=1,
+            )
+        except (ValueError, KeyError, TypeError):
+            pass  # not ours after all: deliver it as it came
+    return Message(
+        topic=channel,
+        body=payload,
+        id=str(uuid.uuid4()),
+        content_type=codec.OCTET_STREAM,
+        attempt=1,
+    )
+
+
+class PubSubDelivery(Delivery):
+    async def _ack(self) -> None:
+        pass  # nothing to acknowledge: pub/sub delivers at most once
+
+    async def _nack(self, delay: float) -> None:
+        log.warning("mqkit: nack on redis+pubsub drops %s: there is no redelivery", self.message.id)
+
+
+class PubSubSubscription(Subscription):
+    def __init__(self, broker: RedisPubSubBroker, topic: str, group: str | None) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.group = group
+        self.pattern = any(c in topic for c in "*?[")
+        self._pubsub: PubSub | None = None
+        self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> PubSubSubscription:
+        await self._listen()
+        self._reader = asyncio.create_task(self._read(), name=f"mqkit-fetch-{self.topic}")
+        return self
+
+    async def _listen(self) -> None:
+        """Subscribe and wait for Redis to confirm, so nothing published after is missed."""
+        pubsub = self.broker.client.pubsub()
+        if self.pattern:
+            await pubsub.psubscribe(self.topic)
+        else:
+            await pubsub.subscribe(self.topic)
+        async with asyncio.timeout(10):
+            while True:
+                reply = await pubsub.get_message(timeout=1.0)
+                if reply and reply["type"] in ("subscribe", "psubscribe"):
+                    break
+        self._pubsub = pubsub
+
+    async def _read(self) -> None:
+        while not self._closing:
+            try:
+                assert self._pubsub is not None
+                reply = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except redis_client.NETWORK_ERRORS:
+                await self._reconnect()
+                continue
+            if reply is None or reply["type"] not in ("message", "pmessage"):
+                continue
+            channel = reply["channel"].decode()
+            message = decode(channel, reply["data"])
+            await self._queue.put(PubSubDelivery(message, self.group, self.broker))
+
+    async def _reconnect(self) -> None:
+        """Redis went away: subscribe again once it answers (what was sent meanwhile is lost)."""
+        delay = 0.1
+        while not self._closing:
+            with contextlib.suppress(Exception):
+                if self._pubsub is not None:
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            try:
+                await self._listen()
+                log.info("mqkit: redis+pubsub re-subscribed to %s", self.topic)
+                return
+            except (*redis_client.NETWORK_ERRORS, TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    async def __anext__(self) -> Delivery:
+        if self._closing and self._queue.empty():
+            raise StopAsyncIteration
+        delivery = await self._queue.get()
+        if delivery is None:
+            raise StopAsyncIteration
+        return delivery
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pubsub.aclose(), 3)  # type: ignore[no-untyped-call]
+        self._queue.put_nowait(None)
+        self.broker.subscriptions.discard(self)
+
+
+class RedisPubSubBroker(Broker):
+    capabilities = Capabilities()  # fan-out only; see the module docstring
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.publish_timeout = parse_duration(
+            self.options.get("publish_timeout", "10s"), name="publish_timeout"
+        )
+        self.client = redis_client.connect(url)
+        self.subscriptions: set[PubSubSubscription] = set()
+
+    async def _start(self) -> None:
+        await redis_client.ping(self.client, self.url)
+
+    async def _close(self) -> None:
+        await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
+        await self.client.aclose()
+
+    async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
+        if delay:
+            raise ConfigurationError("redis+pubsub cannot delay messages (no delayed_delivery)")
+
+        async def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for message in messages:
+                pipe.publish(message.topic, encode(message))
+            await pipe.execute()
+
+        await redis_client.within(self.publish_timeout, self.url, "publish", send)
+
+    def validate_subscription_topic(self, topic: str) -> None:
+        if not _PATTERN.match(topic):
+            raise InvalidTopicError(f"invalid channel or pattern {topic!r}")
+
+    async def _subscribe(
+        self, topic: str, group: str | None, start: Start, prefetch: int
+    ) -> Subscription:
+        subscription = await PubSubSubscription(self, topic, group).start()
+        self.subscriptions.add(subscription)
+        return subscription
