@@ -44,6 +44,18 @@ TARGETS: dict[str, Target] = {
         "redis+pubsub",
         lambda tmp, opts: _with_options(redis_url().replace("redis://", "redis+pubsub://"), opts),
     ),
+    "amqp": Target(
+        "amqp",
+        lambda tmp, opts: _with_options(
+            os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), opts
+        ),
+    ),
+    "kafka": Target(
+        "kafka",
+        lambda tmp, opts: _with_options(
+            os.environ.get("MQKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"), opts
+        ),
+    ),
 }
 
 DEFAULT = ",".join(TARGETS)

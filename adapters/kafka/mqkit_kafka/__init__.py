@@ -1,0 +1,1 @@
+"""Apache Kafka backend for mqkit (`kafka://`)."""

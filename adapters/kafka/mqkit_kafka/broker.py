@@ -1,0 +1,176 @@
+"""`kafka://host:9092[,host2:9092]`: Apache Kafka through aiokafka.
+
+- Producer: idempotent, acks=all; the key picks the partition, so order per key holds.
+- Topics are created on first use with `?partitions=6` partitions and `?replication=1`.
+- Groups are Kafka consumer groups; see subscription.py for acks, order, nacks and
+  rebalances. A new group starts at the oldest retained record (named groups) or the next
+  one (private subscriptions), so `replay` is Kafka's retention.
+- A publish while Kafka is down raises PublishTimeoutError after `?publish_timeout=10s`
+  instead of waiting for metadata forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from mqkit.broker import Broker, Start, Subscription
+from mqkit.capabilities import Capabilities
+from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
+from mqkit.message import Message
+from mqkit.urls import parse_duration
+from mqkit_kafka.records import to_record
+from mqkit_kafka.subscription import KafkaSubscription
+
+log = logging.getLogger("mqkit.kafka")
+
+_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+OVERHEAD = 64 * 1024  # headers and record framing on top of the body limit
+
+
+class KafkaBroker(Broker):
+    capabilities = Capabilities(
+        durable=True,
+        consumer_groups=True,
+        redelivery=True,
+        ordered_by_key=True,
+        delayed_delivery=True,
+        replay=True,
+    )
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ConfigurationError(f"kafka URL names no broker: {self.safe_url}")
+        self.bootstrap = parts.netloc.rsplit("@", 1)[-1]
+        self.partitions = int(self.options.get("partitions", "6"))
+        self.replication = int(self.options.get("replication", "1"))
+        self.publish_timeout = parse_duration(
+            self.options.get("publish_timeout", "10s"), name="publish_timeout"
+        )
+        self.max_inline_delay = parse_duration(
+            self.options.get("max_inline_delay", "60s"), name="max_inline_delay"
+        )
+        self.subscriptions: set[KafkaSubscription] = set()
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._topics: set[str] = set()
+
+    def consumer_config(self) -> dict[str, Any]:
+        fetch = max(1024 * 1024, self.max_message_bytes + OVERHEAD)
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "max_partition_fetch_bytes": fetch,
+            "fetch_max_bytes": max(52428800, fetch),
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 1_000,
+            "retry_backoff_ms": 100,
+        }
+
+    def retry_topic(self, topic: str, group: str | None) -> str:
+        return f"{topic}.retry.{_TOPIC_CHARS.sub('_', group or '')}"[:249]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_request_size=self.max_message_bytes + OVERHEAD,
+            request_timeout_ms=int(self.publish_timeout * 1000),
+            retry_backoff_ms=100,
+        )
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            async with asyncio.timeout(15):
+                await self._producer.start()
+                await self._admin.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await self._stop_clients()
+            raise BrokerUnavailableError(f"cannot reach Kafka at {self.safe_url}: {exc}") from exc
+
+    async def _close(self) -> None:
+        await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
+        await self._stop_clients()
+
+    async def _stop_clients(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._producer is not None:
+                await asyncio.wait_for(self._producer.stop(), 4)
+        with contextlib.suppress(Exception):
+            if self._admin is not None:
+                await asyncio.wait_for(self._admin.close(), 4)
+
+    # -- topics ------------------------------------------------------------------------------
+
+    async def ensure_topic(self, topic: str) -> None:
+        if topic in self._topics:
+            return
+        assert self._admin is not None
+        new = NewTopic(
+            topic,
+            self.partitions,
+            self.replication,
+            topic_configs={"max.message.bytes": str(self.max_message_bytes + OVERHEAD)},
+        )
+        try:
+            response = await self._admin.create_topics([new], timeout_ms=15_000)
+            errors = [e for e in getattr(response, "topic_errors", []) if e[1] not in (0, 36)]
+            if errors:
+                log.warning("mqkit: creating topic %s: %s", topic, errors)
+        except TopicAlreadyExistsError:
+            pass
+        self._topics.add(topic)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
+        not_before = int((time.time() + delay) * 1000) if delay else None
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                for topic in {m.topic for m in messages}:
+                    await self.ensure_topic(topic)
+                await self._produce(
+                    [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
+                )
+        except (TimeoutError, KafkaConnectionError) as exc:
+            raise PublishTimeoutError(
+                f"publish to Kafka at {self.safe_url} did not complete within "
+                f"{self.publish_timeout:g}s"
+            ) from exc
+
+    async def _produce(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        assert self._producer is not None
+        futures = [await self._producer.send(topic, **record) for topic, record in records]
+        await asyncio.gather(*futures)
+
+    async def send_retry(self, retry_topic: str, message: Message, delay: float) -> None:
+        """A copy for the group's retry topic, held by consumers until it is due."""
+        await self.ensure_topic(retry_topic)
+        record = to_record(
+            message, attempt=message.attempt, not_before_ms=int((time.time() + delay) * 1000)
+        )
+        async with asyncio.timeout(self.publish_timeout):
+            await self._produce([(retry_topic, record)])
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    async def _subscribe(
+        self, topic: str, group: str | None, start: Start, prefetch: int
+    ) -> Subscription:
+        subscription = await KafkaSubscription(self, topic, group, prefetch).start(start)
+        self.subscriptions.add(subscription)
+        return subscription

@@ -1,0 +1,1 @@
+"""RabbitMQ backend for mqkit (`amqp://`, `amqps://`)."""
