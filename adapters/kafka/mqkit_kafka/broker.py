@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
@@ -66,6 +72,7 @@ class KafkaBroker(Broker):
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._topics: set[str] = set()
+        self._renewing = asyncio.Lock()
 
     def consumer_config(self) -> dict[str, Any]:
         fetch = max(1024 * 1024, self.max_message_bytes + OVERHEAD)
@@ -83,8 +90,8 @@ class KafkaBroker(Broker):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def _start(self) -> None:
-        self._producer = AIOKafkaProducer(
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,
             acks="all",
@@ -93,6 +100,9 @@ class KafkaBroker(Broker):
             request_timeout_ms=int(self.publish_timeout * 1000),
             retry_backoff_ms=100,
         )
+
+    async def _start(self) -> None:
+        self._producer = self._new_producer()
         self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             async with asyncio.timeout(15):
@@ -101,6 +111,19 @@ class KafkaBroker(Broker):
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._stop_clients()
             raise BrokerUnavailableError(f"cannot reach Kafka at {self.safe_url}: {exc}") from exc
+
+    async def _renew_producer(self, broken: AIOKafkaProducer) -> None:
+        """Replace a producer whose idempotence state the broker no longer accepts (after a
+        broker restart: OutOfOrderSequenceNumber, UnknownProducerId). A new producer id
+        starts clean; a batch sent again may duplicate, never vanish."""
+        async with self._renewing:
+            if self._producer is not broken:
+                return  # another publish renewed it already
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broken.stop(), 4)
+            producer = self._new_producer()
+            await producer.start()
+            self._producer = producer
 
     async def _close(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
@@ -139,32 +162,52 @@ class KafkaBroker(Broker):
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
         not_before = int((time.time() + delay) * 1000) if delay else None
+        records = [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
+        await self._deliver(records, "publish")
+
+    async def _deliver(self, records: list[tuple[str, dict[str, Any]]], what: str) -> None:
+        """Produce records and wait for acks=all, retrying through broker restarts until
+        `publish_timeout`; then a typed error."""
+        last: Exception | None = None
         try:
             async with asyncio.timeout(self.publish_timeout):
-                for topic in {m.topic for m in messages}:
+                for topic in {t for t, _ in records}:
                     await self.ensure_topic(topic)
-                await self._produce(
-                    [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
-                )
-        except (TimeoutError, KafkaConnectionError) as exc:
+                while True:
+                    producer = self._producer
+                    assert producer is not None
+                    try:
+                        await self._produce(producer, records)
+                        return
+                    except (OutOfOrderSequenceNumber, UnknownProducerId) as exc:
+                        last = exc
+                        await self._renew_producer(producer)
+                    except KafkaError as exc:
+                        if not exc.retriable and not isinstance(exc, KafkaConnectionError):
+                            raise BrokerUnavailableError(
+                                f"{what} to Kafka at {self.safe_url} failed: {exc!r}"
+                            ) from exc
+                        last = exc
+                        await asyncio.sleep(0.2)
+        except TimeoutError as exc:
             raise PublishTimeoutError(
-                f"publish to Kafka at {self.safe_url} did not complete within "
-                f"{self.publish_timeout:g}s"
+                f"{what} to Kafka at {self.safe_url} did not complete within "
+                f"{self.publish_timeout:g}s" + (f" (last error: {last!r})" if last else "")
             ) from exc
 
-    async def _produce(self, records: list[tuple[str, dict[str, Any]]]) -> None:
-        assert self._producer is not None
-        futures = [await self._producer.send(topic, **record) for topic, record in records]
+    @staticmethod
+    async def _produce(
+        producer: AIOKafkaProducer, records: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        futures = [await producer.send(topic, **record) for topic, record in records]
         await asyncio.gather(*futures)
 
     async def send_retry(self, retry_topic: str, message: Message, delay: float) -> None:
         """A copy for the group's retry topic, held by consumers until it is due."""
-        await self.ensure_topic(retry_topic)
         record = to_record(
             message, attempt=message.attempt, not_before_ms=int((time.time() + delay) * 1000)
         )
-        async with asyncio.timeout(self.publish_timeout):
-            await self._produce([(retry_topic, record)])
+        await self._deliver([(retry_topic, record)], "retry")
 
     # -- subscribing -------------------------------------------------------------------------
 
