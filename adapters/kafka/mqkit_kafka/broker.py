@@ -117,8 +117,9 @@ class KafkaBroker(Broker):
         broker restart: OutOfOrderSequenceNumber, UnknownProducerId). A new producer id
         starts clean; a batch sent again may duplicate, never vanish."""
         async with self._renewing:
-            if self._producer is not broken:
-                return  # another publish renewed it already
+            renewed_already = self._producer is not broken
+            if renewed_already:
+                return
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(broken.stop(), 4)
             producer = self._new_producer()
