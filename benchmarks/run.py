@@ -1,9 +1,12 @@
 """Throughput and latency of a mqkit backend, optionally next to a peer queue in the same run.
 
     python -m benchmarks.run --url sqlite:////tmp/bench.db --peer persist-queue
+    python -m benchmarks.run --url redis://127.0.0.1:6379/0 --raw
 
 Rows: single awaited publish, batched publish, consume with acks (one consumer), and
-end-to-end latency p50/p99 at a fixed offered rate. Speed is reported here, never asserted in
+end-to-end latency p50/p99 at a fixed offered rate. `--raw` runs the broker's own client on
+the same rows first (benchmarks/raw.py) and prints mqkit's ratio to it (for latency, raw
+divided by mqkit, so above 1 is better there too). Speed is reported here, never asserted in
 tests: this machine's timings are noisy, so compare ratios taken in the same run.
 """
 
@@ -153,18 +156,52 @@ PEERS: dict[str, Callable[[Path, int, int, int], dict[str, float]]] = {
 }
 
 
-async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | None) -> list[Row]:
+async def raw_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
+    """The raw client for the URL's broker on the same workloads (benchmarks/raw.py)."""
+    from benchmarks.raw import for_url
+
+    raw = for_url(url)
+    try:
+        single = await raw.single(args.single)
+        batched, where = await raw.batched(args.messages, args.batch)
+        consumed = await raw.consume(where, args.messages, args.prefetch)
+        p50, p99 = await raw.latency(args.rate, args.seconds)
+    finally:
+        await raw.close()
+    return {"single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99}
+
+
+async def mqkit_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
     single = await publish_single(url, args.single)
     batched, topic = await publish_batched(url, args.messages, args.batch)
     consumed = await consume_acked(url, topic, args.messages, args.prefetch)
     p50, p99 = await latency(url, args.rate, args.seconds)
+    return {"single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99}
+
+
+async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | None) -> list[Row]:
+    """Median of `--repeat` runs; with --raw, raw and mqkit take turns so that both see the
+    same state of a noisy machine."""
+    ours: list[dict[str, float]] = []
+    raws: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        if args.raw:
+            raws.append(await raw_rows(url, args))
+        ours.append(await mqkit_rows(url, args))
+    m = {k: statistics.median(r[k] for r in ours) for k in ours[0]}
+    if raws:
+        peer = {k: statistics.median(r[k] for r in raws) for k in raws[0]}
     peer = peer or {}
     return [
-        Row("publish, single awaited", single, peer.get("single")),
-        Row(f"publish, batches of {args.batch}", batched, peer.get("batched")),
-        Row(f"consume + ack, 1 consumer, prefetch {args.prefetch}", consumed, peer.get("consume")),
-        Row(f"end-to-end p50 at {args.rate:.0f} msg/s", p50, unit="ms"),
-        Row(f"end-to-end p99 at {args.rate:.0f} msg/s", p99, unit="ms"),
+        Row("publish, single awaited", m["single"], peer.get("single")),
+        Row(f"publish, batches of {args.batch}", m["batched"], peer.get("batched")),
+        Row(
+            f"consume + ack, 1 consumer, prefetch {args.prefetch}",
+            m["consume"],
+            peer.get("consume"),
+        ),
+        Row(f"end-to-end p50 at {args.rate:.0f} msg/s", m["p50"], peer.get("p50"), unit="ms"),
+        Row(f"end-to-end p99 at {args.rate:.0f} msg/s", m["p99"], peer.get("p99"), unit="ms"),
     ]
 
 
@@ -189,6 +226,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="broker URL (default: a fresh sqlite file)")
     parser.add_argument("--peer", choices=sorted(PEERS), help="run a peer queue too")
+    parser.add_argument(
+        "--raw", action="store_true", help="run the broker's raw client too (kafka, amqp, redis)"
+    )
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--single", type=int, default=5_000)
     parser.add_argument("--batch", type=int, default=500)
@@ -201,6 +241,7 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the median is shown")
     parser.add_argument("--json", action="store_true", help="print rows as JSON too")
     args = parser.parse_args()
 
@@ -213,7 +254,7 @@ def main() -> None:
             else None
         )
         rows = asyncio.run(bench(url, args, peer))
-        Console().print(render(url, rows, args.peer))
+        Console().print(render(url, rows, "raw client" if args.raw else args.peer))
         if args.json:
             print(json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows]))
     finally:

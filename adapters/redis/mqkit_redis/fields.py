@@ -1,16 +1,16 @@
 """Messages as Redis Stream fields, readable by redis-cli and by other clients.
 
-The body is the field `body`; mqkit's own fields are `mqkit-id`, `mqkit-key`,
-`mqkit-content-type`, `mqkit-timestamp` and `mqkit-attempt` (deliveries before this copy
-was written); every other field is a header. An entry written by another client
-(`XADD orders * body hello`) is read with a fresh id and defaults; one without a `body`
-field gets its fields as a JSON object.
+The body is the field `body`, unchanged. mqkit's metadata is one field, `mqkit`: id,
+content type, creation time and attempt (deliveries before this copy was written), separated
+by newlines, since every field costs time to write and to parse on both ends. The key, when
+there is one, is `mqkit-key`; every other field is a header. An entry written by another
+client (`XADD orders * body hello`) is read with an id derived from the entry and defaults;
+one without a `body` field gets its fields as a JSON object.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping
 
@@ -19,25 +19,19 @@ from mqkit.errors import ConfigurationError
 from mqkit.message import Message
 
 BODY = b"body"
-ID = b"mqkit-id"
+META = b"mqkit"
 KEY = b"mqkit-key"
-CONTENT_TYPE = b"mqkit-content-type"
-TIMESTAMP = b"mqkit-timestamp"
-ATTEMPT = b"mqkit-attempt"
-OWN = {BODY, ID, KEY, CONTENT_TYPE, TIMESTAMP, ATTEMPT}
+OWN = {BODY, META, KEY}
+
+
+def meta(message: Message, attempt: int) -> bytes:
+    return f"{message.id}\n{message.content_type}\n{message.timestamp!r}\n{attempt}".encode()
 
 
 def to_fields(message: Message, *, attempt: int = 0) -> dict[bytes, bytes]:
-    fields = {
-        BODY: message.body,
-        ID: message.id.encode(),
-        CONTENT_TYPE: message.content_type.encode(),
-        TIMESTAMP: repr(message.timestamp).encode(),
-    }
+    fields = {BODY: message.body, META: meta(message, attempt)}
     if message.key is not None:
         fields[KEY] = message.key.encode()
-    if attempt:
-        fields[ATTEMPT] = str(attempt).encode()
     for name, value in message.headers.items():
         raw = name.encode()
         if raw in OWN:
@@ -46,40 +40,49 @@ def to_fields(message: Message, *, attempt: int = 0) -> dict[bytes, bytes]:
     return fields
 
 
-def from_fields(topic: str, entry_id: bytes, fields: Mapping[bytes, bytes]) -> Message:
-    """The message in an entry; `attempt` is left at the entry's base (see ATTEMPT)."""
+def with_attempt(fields: Mapping[bytes, bytes], attempt: int) -> dict[bytes, bytes]:
+    """The same entry for a copy whose next delivery is attempt + 1."""
+    out = dict(fields)
+    if META in out:
+        head = out[META].rsplit(b"\n", 1)[0]
+        out[META] = head + b"\n" + str(attempt).encode()
+    else:
+        out[META] = f"{uuid.uuid4()}\n{codec.OCTET_STREAM}\n0\n{attempt}".encode()
+    return out
+
+
+def from_fields(
+    topic: str, entry_id: bytes, fields: Mapping[bytes, bytes], delivered: int = 0
+) -> Message:
+    """The message in an entry, on its `delivered`-th delivery from that entry."""
+    raw_meta = fields.get(META)
+    if raw_meta is not None:
+        message_id, content_type, ts, attempt = raw_meta.decode().split("\n")
+        timestamp = float(ts)
+    else:  # another client's entry: an id stable across redeliveries, defaults for the rest
+        message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"redis:{topic}/{entry_id.decode()}"))
+        content_type, attempt = codec.OCTET_STREAM, "0"
+        timestamp = int(entry_id.split(b"-", 1)[0]) / 1000
     if BODY in fields:
         body = fields[BODY]
-        content_type = fields.get(CONTENT_TYPE, codec.OCTET_STREAM.encode()).decode()
-    else:  # written by another client without a body field
-        body = json.dumps(
-            {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
-        ).encode()
-        content_type = codec.JSON
-    headers = (
-        {
+        headers = {
             k.decode(errors="replace"): v.decode(errors="replace")
             for k, v in fields.items()
             if k not in OWN
         }
-        if BODY in fields
-        else {}
-    )
-    raw_id = fields.get(ID)
-    # Another client's entry: an id derived from the entry, stable across redeliveries.
-    message_id = (
-        raw_id.decode()
-        if raw_id
-        else str(uuid.uuid5(uuid.NAMESPACE_URL, f"redis:{topic}/{entry_id.decode()}"))
-    )
-    ms = int(entry_id.split(b"-", 1)[0])
+    else:
+        body = json.dumps(
+            {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+        ).encode()
+        content_type, headers = codec.JSON, {}
+    key = fields.get(KEY)
     return Message(
         topic=topic,
         body=body,
         id=message_id,
-        key=fields[KEY].decode() if KEY in fields else None,
+        key=key.decode() if key is not None else None,
         headers=headers,
         content_type=content_type,
-        timestamp=float(fields[TIMESTAMP]) if TIMESTAMP in fields else ms / 1000 or time.time(),
-        attempt=int(fields.get(ATTEMPT, b"0")),
+        timestamp=timestamp,
+        attempt=int(attempt) + delivered,
     )

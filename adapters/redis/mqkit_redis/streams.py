@@ -1,6 +1,7 @@
 """`redis://host:6379/0`: topics as Redis Streams, groups as consumer groups.
 
-- Publish: XADD with an approximate MAXLEN (`?maxlen=1000000`, 0 for none) as retention.
+- Publish: XADD; retention trims each stream to about `?maxlen=1000000` entries (0 for
+  no limit) every few seconds.
 - Consume: XREADGROUP into a lease-based subscription (mqkit.leasing); acks are XACKs,
   batched in the background. Entries of a consumer that died are taken over with XAUTOCLAIM
   once idle for `?lease=30s`; a live consumer keeps its entries by resetting their idle time.
@@ -35,7 +36,7 @@ from mqkit.leasing import Claimed, LeasedSubscription, LeasingBroker, Signal, To
 from mqkit.message import Message
 from mqkit.urls import parse_duration
 from mqkit_redis import client as redis_client
-from mqkit_redis.fields import ATTEMPT, from_fields, to_fields
+from mqkit_redis.fields import from_fields, to_fields, with_attempt
 
 log = logging.getLogger("mqkit.redis")
 
@@ -105,6 +106,8 @@ class RedisStreamsBroker(LeasingBroker):
         self._acks: list[tuple[str, str, bytes]] = []
         self._acks_waiting = asyncio.Event()
         self._ack_task: asyncio.Task[None] | None = None
+        self._trim_task: asyncio.Task[None] | None = None
+        self._written: set[str] = set()
 
     def delay_key(self, topic: str, group: str | None = None) -> str:
         return f"{self.prefix}delay:{group}:{topic}" if group else f"{self.prefix}delay:{topic}"
@@ -120,13 +123,15 @@ class RedisStreamsBroker(LeasingBroker):
     async def _start(self) -> None:
         await redis_client.ping(self.client, self.url)
         self._ack_task = asyncio.create_task(self._flush_acks(), name="mqkit-redis-acks")
+        self._trim_task = asyncio.create_task(self._trim(), name="mqkit-redis-trim")
 
     async def _close(self) -> None:
         await self._close_subscriptions()
-        if self._ack_task is not None:
-            self._ack_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ack_task
+        for task in (self._ack_task, self._trim_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(*redis_client.NETWORK_ERRORS, TimeoutError):
             await asyncio.wait_for(self._write_acks(), 3)
         await self.client.aclose()
@@ -134,21 +139,56 @@ class RedisStreamsBroker(LeasingBroker):
     # -- publishing --------------------------------------------------------------------------
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
+        self._written.update(m.topic for m in messages)
+        if len(messages) == 1 and not delay:
+            message = messages[0]
+            fields: Any = to_fields(message)
+            await redis_client.within(
+                self.publish_timeout,
+                self.url,
+                "publish",
+                lambda: self.client.xadd(message.topic, fields),
+            )
+            return
+
         async def send() -> None:
             pipe = self.client.pipeline(transaction=False)
             for message in messages:
                 fields = to_fields(message)
                 if delay:
+                    self.note_due(message.topic, time.time() + delay)
                     args: list[Any] = [int(delay * 1000), "", ""]
                     for k, v in fields.items():
                         args += [k, v]
                     keys = [self.delay_key(message.topic), self.parked_key(), message.topic]
                     await self.schedule(keys=keys, args=args, client=pipe)
                 else:
-                    pipe.xadd(message.topic, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    pipe.xadd(message.topic, fields)  # type: ignore[arg-type]
             await pipe.execute()
 
         await redis_client.within(self.publish_timeout, self.url, "publish", send)
+
+    def note_due(self, topic: str, due: float) -> None:
+        """Tell this process's consumers of `topic` when a parked message becomes due, so
+        they move it on time rather than at their next periodic look."""
+        for subscription in self._subscriptions:
+            engine = subscription.engine
+            if isinstance(engine, StreamLease) and engine.topic == topic:
+                engine.expect(due)
+
+    async def _trim(self) -> None:
+        """Retention: trim the streams this broker wrote to, every few seconds, instead of a
+        MAXLEN on every XADD (which costs every publish three more arguments)."""
+        while True:
+            await asyncio.sleep(5.0)
+            if self.maxlen is None or not self._written:
+                continue
+            topics, self._written = self._written, set()
+            with contextlib.suppress(*redis_client.NETWORK_ERRORS):
+                pipe = self.client.pipeline(transaction=False)
+                for topic in topics:
+                    pipe.xtrim(topic, maxlen=self.maxlen, approximate=True)
+                await pipe.execute()
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -216,6 +256,8 @@ class StreamLease:
         self.topic = topic
         self._held: dict[Token, dict[bytes, bytes]] = {}
         self._next_reclaim = 0.0
+        self._next_move = 0.0
+        self._known_due: float | None = None
 
     def _streams(self, group: str) -> tuple[str, str]:
         return self.broker.retry_key(self.topic, group), self.topic
@@ -242,16 +284,7 @@ class StreamLease:
         self, topic: str, group: str, limit: int, lease: float
     ) -> tuple[list[Claimed], float | None]:
         retry, main = self._streams(group)
-        maxlen = str(self.broker.maxlen or "")
-        next_due: float | None = None
-        for zset, target in (
-            (self.broker.delay_key(topic), main),
-            (self.broker.delay_key(topic, group), retry),
-        ):
-            _, wait_ms = await self.broker.move_due(keys=[zset, target], args=[maxlen, 500])
-            if wait_ms >= 0:
-                due = time.time() + wait_ms / 1000
-                next_due = due if next_due is None else min(next_due, due)
+        next_due = await self._move_due(topic, group)
         try:
             claimed = await self._reclaim(group, limit, lease)
             if len(claimed) < limit:
@@ -276,6 +309,31 @@ class StreamLease:
             await self.create_group(topic, group, "earliest")
             return [], next_due
         return claimed, next_due
+
+    def expect(self, due: float) -> None:
+        if self._known_due is None or due < self._known_due:
+            self._known_due = due
+
+    async def _move_due(self, topic: str, group: str) -> float | None:
+        """Move delayed entries that are due into their streams. Runs when one is known to be
+        due, and every `block` interval to notice ones parked by other processes."""
+        now = time.time()
+        if now < self._next_move and (self._known_due is None or now < self._known_due):
+            return self._known_due
+        self._next_move = now + self.broker.block_ms / 1000
+        retry, main = self._streams(group)
+        maxlen = str(self.broker.maxlen or "")
+        next_due: float | None = None
+        for zset, target in (
+            (self.broker.delay_key(topic), main),
+            (self.broker.delay_key(topic, group), retry),
+        ):
+            _, wait_ms = await self.broker.move_due(keys=[zset, target], args=[maxlen, 500])
+            if wait_ms >= 0:
+                due = time.time() + wait_ms / 1000
+                next_due = due if next_due is None else min(next_due, due)
+        self._known_due = next_due
+        return next_due
 
     async def _reclaim(self, group: str, limit: int, lease: float) -> list[Claimed]:
         """Take over entries left idle past the lease by consumers that died."""
@@ -303,11 +361,10 @@ class StreamLease:
     def _parse(self, stream: str, entries: list[Any], delivered: dict[bytes, int]) -> list[Claimed]:
         out = []
         for entry_id, fields in entries:
-            message = from_fields(self.topic, entry_id, fields)
-            attempt = message.attempt + delivered.get(entry_id, 1)
-            token = (stream, entry_id, attempt)
+            message = from_fields(self.topic, entry_id, fields, delivered.get(entry_id, 1))
+            token = (stream, entry_id, message.attempt)
             self._held[token] = fields
-            out.append(Claimed(message.with_changes(attempt=attempt), token))
+            out.append(Claimed(message, token))
         return out
 
     async def ack(self, topic: str, group: str, tokens: Sequence[Token]) -> None:
@@ -334,9 +391,10 @@ class StreamLease:
             fields = self._held.pop(token, None)
             if fields is None:
                 continue
-            fields = {**fields, ATTEMPT: str(attempt).encode()}
+            fields = with_attempt(fields, attempt)
             stream, entry_id = token[0], token[1]
             if delay > 0:
+                self.expect(time.time() + delay)
                 args: list[Any] = [int(delay * 1000), group, entry_id]
                 for k, v in fields.items():
                     args += [k, v]
