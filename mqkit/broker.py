@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, Self
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError, InvalidTopicError, MessageTooLargeError
 from mqkit.message import Message
-from mqkit.urls import mask, parse_size, query_options
+from mqkit.urls import mask, parse_duration, parse_size, query_options
 
 Start = Literal["earliest", "latest"]
 
@@ -52,6 +52,10 @@ class Broker(ABC):
         self.max_message_bytes = parse_size(
             self.options.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
             name="max_message_bytes",
+        )
+        # How long a publish may wait for an unreachable broker before PublishTimeoutError.
+        self.publish_timeout = parse_duration(
+            self.options.get("publish_timeout", "10s"), name="publish_timeout"
         )
         self._closed = False
         self._started = False

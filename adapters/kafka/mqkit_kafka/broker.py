@@ -62,9 +62,6 @@ class KafkaBroker(Broker):
         self.bootstrap = parts.netloc.rsplit("@", 1)[-1]
         self.partitions = int(self.options.get("partitions", "6"))
         self.replication = int(self.options.get("replication", "1"))
-        self.publish_timeout = parse_duration(
-            self.options.get("publish_timeout", "10s"), name="publish_timeout"
-        )
         self.max_inline_delay = parse_duration(
             self.options.get("max_inline_delay", "60s"), name="max_inline_delay"
         )

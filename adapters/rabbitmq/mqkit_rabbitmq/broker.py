@@ -244,9 +244,6 @@ class RabbitBroker(Broker):
         if queue_type not in ("classic", "quorum"):
             raise ConfigurationError("queue_type must be classic or quorum")
         self.queue_args: dict[str, Any] = {"x-queue-type": queue_type}
-        self.publish_timeout = parse_duration(
-            self.options.get("publish_timeout", "10s"), name="publish_timeout"
-        )
         self.connect_timeout = parse_duration(
             self.options.get("connect_timeout", "10s"), name="connect_timeout"
         )

@@ -30,7 +30,6 @@ from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ConfigurationError, InvalidTopicError
 from mqkit.message import Message
-from mqkit.urls import parse_duration
 from mqkit_redis import client as redis_client
 
 log = logging.getLogger("mqkit.redis")
@@ -169,9 +168,6 @@ class RedisPubSubBroker(Broker):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.publish_timeout = parse_duration(
-            self.options.get("publish_timeout", "10s"), name="publish_timeout"
-        )
         self.client = redis_client.connect(url)
         self.subscriptions: set[PubSubSubscription] = set()
 

@@ -97,9 +97,6 @@ class RedisStreamsBroker(LeasingBroker):
         self.maxlen: int | None = maxlen or None
         self.prefix = self.options.get("prefix", "mqkit:")
         self.block_ms = int(parse_duration(self.options.get("block", "100ms"), name="block") * 1000)
-        self.publish_timeout = parse_duration(
-            self.options.get("publish_timeout", "10s"), name="publish_timeout"
-        )
         self.client = redis_client.connect(url)
         self.move_due = self.client.register_script(_MOVE_DUE)
         self.schedule = self.client.register_script(_SCHEDULE)
