@@ -200,11 +200,11 @@ class LeasedSubscription(Subscription):
                 )
             except ClosedError:
                 return
-            except Exception:
-                # The store is failing (disk full, locked too long): keep the consumer alive
-                # and try again, more slowly each time.
+            except Exception as exc:
+                # The store is failing or out of reach (disk full, a broker restart): keep
+                # the consumer alive and try again, more slowly each time.
                 failures += 1
-                log.exception("mqkit: claiming from %s failed; retrying", self.topic)
+                log.warning("mqkit: claiming from %s failed (%r); retrying", self.topic, exc)
                 await asyncio.sleep(min(5.0, 0.05 * 2**failures))
                 continue
             failures = 0
@@ -246,25 +246,36 @@ class LeasedSubscription(Subscription):
             # Let an in-progress claim finish so that what it claimed is released below rather
             # than left leased; cancel only if the store does not answer.
             try:
-                await asyncio.wait_for(asyncio.shield(fetch), 5.0)
+                await asyncio.wait_for(asyncio.shield(fetch), 1.5)
             except TimeoutError:
                 fetch.cancel()
+        never_seen = [d.token for d in self._buffer]
+        self._buffer.clear()
+        in_hand = list(self._unsettled)
         try:
-            never_seen = [d.token for d in self._buffer]
-            self._buffer.clear()
-            in_hand = list(self._unsettled)
-            if never_seen:
-                await self.engine.release(
-                    self.topic, self.engine_group, never_seen, undo_attempt=True
-                )
-            if in_hand:
-                await self.engine.release(
-                    self.topic, self.engine_group, in_hand, undo_attempt=False
-                )
-            if self.group is None:
-                await self.engine.drop_group(self.topic, self.engine_group)
+            # Hand back at once what was claimed and not finished. If the store cannot be
+            # reached, the leases run out and the messages come back all the same.
+            async with asyncio.timeout(1.5):  # close() must return within 5 s, even then
+                if never_seen:
+                    await self.engine.release(
+                        self.topic, self.engine_group, never_seen, undo_attempt=True
+                    )
+                if in_hand:
+                    await self.engine.release(
+                        self.topic, self.engine_group, in_hand, undo_attempt=False
+                    )
+                if self.group is None:
+                    await self.engine.drop_group(self.topic, self.engine_group)
         except ClosedError:
             pass
+        except Exception as exc:
+            log.warning(
+                "mqkit: could not hand back %d message(s) of %s on close (%s); they return "
+                "when their leases expire",
+                len(never_seen) + len(in_hand),
+                self.topic,
+                exc,
+            )
         finally:
             self._closed.set()
             if self._on_closed is not None:

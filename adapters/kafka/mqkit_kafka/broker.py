@@ -34,6 +34,7 @@ from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
 from mqkit.message import Message
+from mqkit.shutdown import finish_within
 from mqkit.urls import parse_duration
 from mqkit_kafka.records import to_record
 from mqkit_kafka.subscription import KafkaSubscription
@@ -128,12 +129,10 @@ class KafkaBroker(Broker):
         await self._stop_clients()
 
     async def _stop_clients(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._producer is not None:
-                await asyncio.wait_for(self._producer.stop(), 4)
-        with contextlib.suppress(Exception):
-            if self._admin is not None:
-                await asyncio.wait_for(self._admin.close(), 4)
+        if self._producer is not None:
+            await finish_within(self._producer.stop(), 1.0, "stopping the Kafka producer")
+        if self._admin is not None:
+            await finish_within(self._admin.close(), 0.5, "closing the Kafka admin client")
 
     # -- topics ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mqkit.broker import Delivery, Start, Subscription
 from mqkit.message import Message
+from mqkit.shutdown import finish_within
 from mqkit_kafka.offsets import PartitionOffsets
 from mqkit_kafka.records import from_record
 
@@ -310,8 +311,8 @@ class KafkaSubscription(Subscription):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._consumer is not None:
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self.commit(), 3)
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._consumer.stop(), 4)
+            await finish_within(self.commit(), 1.5, f"committing {self.topic}")
+            await finish_within(
+                self._consumer.stop(), 2.0, f"stopping the consumer of {self.topic}"
+            )
         self.broker.subscriptions.discard(self)

@@ -46,6 +46,7 @@ from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
 from mqkit.message import Message
+from mqkit.shutdown import finish_within
 from mqkit.urls import parse_duration
 
 log = logging.getLogger("mqkit.rabbitmq")
@@ -275,8 +276,7 @@ class RabbitBroker(Broker):
     async def _close(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
         if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._connection.close(), 4)
+            await finish_within(self._connection.close(), 2.0, "closing the RabbitMQ connection")
 
     async def exchange(
         self, topic: str, channel: AbstractChannel | None = None

@@ -130,7 +130,7 @@ class RedisStreamsBroker(LeasingBroker):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         with contextlib.suppress(*redis_client.NETWORK_ERRORS, TimeoutError):
-            await asyncio.wait_for(self._write_acks(), 3)
+            await asyncio.wait_for(self._write_acks(), 1.5)
         await self.client.aclose()
 
     # -- publishing --------------------------------------------------------------------------
