@@ -17,8 +17,11 @@ URLS = {
 async def services(command: str, name: str) -> None:
     """Run scripts/services COMMAND NAME (restart, kill, up) and fail loudly if it fails."""
     process = await asyncio.create_subprocess_exec(
-        str(ROOT / "scripts" / "services"), command, name,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        str(ROOT / "scripts" / "services"),
+        command,
+        name,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     out, _ = await process.communicate()
     assert process.returncode == 0, out.decode()

@@ -13,7 +13,7 @@ import uuid
 import mqkit
 from tests.integration.conftest import URLS
 
-BODY = "h\u00e9llo wörld {\"n\": 1}"
+BODY = 'h\u00e9llo wörld {"n": 1}'
 
 
 def topic() -> str:
@@ -44,8 +44,9 @@ async def test_kcat_reads_what_mqkit_publishes() -> None:
     t = topic()
     async with mqkit.connect(URLS["kafka"]) as broker:
         sent = await broker.publish(t, BODY, key="k1", headers={"origin": "mqkit"})
-    out = await run("kcat", "-C", "-b", KAFKA, "-t", t, "-o", "beginning", "-c", "1", "-e",
-                    "-f", "%k\n%s\n%h\n")
+    out = await run(
+        "kcat", "-C", "-b", KAFKA, "-t", t, "-o", "beginning", "-c", "1", "-e", "-f", "%k\n%s\n%h\n"
+    )
     key, body, headers = out.decode().split("\n")[:3]
     assert key == "k1" and body == BODY
     assert f"mqkit-id={sent.id}" in headers and "origin=mqkit" in headers
@@ -55,8 +56,9 @@ async def test_mqkit_reads_what_kcat_produces() -> None:
     t = topic()
     async with mqkit.connect(URLS["kafka"]) as broker:
         sub = await broker.subscribe(t, group="interop")
-        await run("kcat", "-P", "-b", KAFKA, "-t", t, "-k", "k2", "-H", "h=v",
-                  stdin=BODY.encode() + b"\n")
+        await run(
+            "kcat", "-P", "-b", KAFKA, "-t", t, "-k", "k2", "-H", "h=v", stdin=BODY.encode() + b"\n"
+        )
         message = await first(sub)
         await sub.close()
     assert message.body == BODY.encode() and message.key == "k2"
@@ -73,8 +75,17 @@ async def test_amqp_consume_reads_what_mqkit_publishes() -> None:
     async with mqkit.connect(URLS["rabbitmq"]) as broker:
         await broker.publish(t, "declare the exchange first")
         reader = await asyncio.create_subprocess_exec(
-            "amqp-consume", f"--url={AMQP}", "-e", t, "-r", "#", "-c", "1", "cat",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            "amqp-consume",
+            f"--url={AMQP}",
+            "-e",
+            t,
+            "-r",
+            "#",
+            "-c",
+            "1",
+            "cat",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         await asyncio.sleep(1.0)  # its queue is bound once it is listening
         await broker.publish(t, BODY, key="k1")
@@ -87,8 +98,18 @@ async def test_mqkit_reads_what_amqp_publish_sends() -> None:
     t = topic()
     async with mqkit.connect(URLS["rabbitmq"]) as broker:
         sub = await broker.subscribe(t, group="interop")
-        await run("amqp-publish", f"--url={AMQP}", "-e", t, "-r", "any.key", "-b", BODY,
-                  "-C", "text/plain")
+        await run(
+            "amqp-publish",
+            f"--url={AMQP}",
+            "-e",
+            t,
+            "-r",
+            "any.key",
+            "-b",
+            BODY,
+            "-C",
+            "text/plain",
+        )
         message = await first(sub)
         await sub.close()
     assert message.body == BODY.encode() and message.content_type == "text/plain"
@@ -129,8 +150,14 @@ async def test_pubsub_both_ways_with_redis_cli() -> None:
         await sub.close()
 
         listener = await asyncio.create_subprocess_exec(
-            "redis-cli", "-h", "127.0.0.1", "--raw", "SUBSCRIBE", channel,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            "redis-cli",
+            "-h",
+            "127.0.0.1",
+            "--raw",
+            "SUBSCRIBE",
+            channel,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert listener.stdout is not None
         for _ in range(3):  # "subscribe", the channel, the count

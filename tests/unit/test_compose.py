@@ -31,9 +31,7 @@ def test_ports_agree_with_the_services_script() -> None:
     assert set(ports) >= {"redis", "rabbitmq", "postgres", "kafka"}
     services = compose()["services"]
     for name in ("redis", "rabbitmq", "postgres", "kafka"):
-        published = {
-            int(p.split(":")[-1]) for p in services[name]["ports"]
-        }
+        published = {int(p.split(":")[-1]) for p in services[name]["ports"]}
         host_sides = {p.split(":")[0] for p in services[name]["ports"]}
         assert ports[name] in published, f"{name}: compose publishes {published}"
         assert host_sides == {"127.0.0.1"}, f"{name} must bind to loopback only"
@@ -60,7 +58,7 @@ def test_kafka_versions_agree() -> None:
 
 def test_worker_image_builds_from_files_that_exist() -> None:
     worker = compose()["services"]["worker"]
-    dockerfile = (COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"])
+    dockerfile = COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"]
     assert dockerfile.resolve().is_file()
     for line in dockerfile.read_text().splitlines():
         if line.startswith("COPY "):

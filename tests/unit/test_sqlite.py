@@ -145,6 +145,11 @@ async def test_sigkilled_worker_loses_nothing(tmp_path: Path) -> None:
         await asyncio.to_thread(second.wait, 15)
     lines = done.read_text().split()
     duplicates = len(lines) - len(set(lines))
+    print(
+        f"\nsqlite SIGKILL: 400 published, {len(handled_before)} handled before the kill, "
+        f"{len(set(lines))} handled in all, lost {400 - len(set(lines))}, "
+        f"duplicated {duplicates}"
+    )
     # Only what the dead worker had claimed (prefetch) can run twice.
     assert duplicates <= 20, duplicates
     assert second.returncode == 0, second.stderr.read() if second.stderr else ""
