@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated
 
@@ -50,9 +51,22 @@ app.command("run")(run_command)
 app.command()(demo)
 
 
+def _quiet_libraries() -> None:
+    """Broker clients log their connection failures; the CLI reports those itself, in one
+    line. mqkit's own warnings still reach stderr (`mqkit run` sets up fuller logging)."""
+    logging.getLogger().addHandler(logging.NullHandler())
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    ours = logging.getLogger("mqkit")
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING)
+    ours.propagate = False
+
+
 def main() -> None:
     # Typer (with its own copy of click) handles parsing; errors are reported here in one
     # line instead of a usage box, since scripts read stderr too.
+    _quiet_libraries()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=sys.argv[1:], prog_name="mqkit", standalone_mode=False)

@@ -85,7 +85,12 @@ def run_command(
     url: UrlOption = None,
 ) -> None:
     """Run a worker app (`app = mqkit.App(...)` in module) until SIGINT or SIGTERM."""
+    ours = logging.getLogger("mqkit")  # undo the CLI's quiet default: a worker logs fully
+    ours.handlers.clear()
+    ours.propagate = True
+    ours.setLevel(logging.NOTSET)
     logging.basicConfig(
+        force=True,
         level=log_level.upper(),
         format="%(message)s",
         handlers=[RichHandler(console=Console(stderr=True), show_path=False)],

@@ -121,7 +121,12 @@ def test_consume_stops_after_timeout_and_group_keeps_progress(url: str) -> None:
             None,
             "cannot open sqlite:////no/such/dir/q.db",
         ),
-        (("publish", "t", "x", "--url", "amqp://u:hunter2@localhost/"), None, "mqkit-rabbitmq"),
+        (
+            ("publish", "t", "x", "--url", "amqp://u:hunter2@127.0.0.1:1/"),
+            None,
+            "cannot reach RabbitMQ at amqp://u:***@127.0.0.1:1/",
+        ),
+        (("publish", "t", "x", "--url", "nats://localhost"), None, "no backend for nats://"),
         (("publish", "t", "x", "--url", "localhost:9092"), None, "not a broker URL"),
         (("consume", "t", "--output", "xml"), None, "--output"),
         (("consume",), None, "Missing argument"),

@@ -95,11 +95,19 @@ def test_sizes_and_bad_values() -> None:
         parse_duration("soon")
 
 
-def test_unknown_scheme_names_known_schemes_and_package() -> None:
+def test_unknown_scheme_names_known_schemes_and_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mqkit import registry
+
+    with pytest.raises(mqkit.UnknownSchemeError, match="nats://") as info:
+        mqkit.connect("nats://localhost")
+    assert "memory://" in str(info.value) and "sqlite://" in str(info.value)
+    # As it reads where the RabbitMQ adapter is not installed:
+    installed = {k: v for k, v in registry._installed().items() if not k.startswith("amqp")}
+    monkeypatch.setattr(registry, "_installed", lambda: installed)
     with pytest.raises(mqkit.UnknownSchemeError) as info:
         mqkit.connect("amqp://guest:guest@localhost/")
     text = str(info.value)
-    assert "memory://" in text and "sqlite://" in text and "mqkit-rabbitmq" in text
+    assert "mqkit-rabbitmq" in text and "pip install 'mqkit[rabbitmq]'" in text
     assert "guest:guest" not in text
-    with pytest.raises(mqkit.UnknownSchemeError, match="nats://"):
-        mqkit.connect("nats://localhost")

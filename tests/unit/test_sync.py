@@ -43,7 +43,9 @@ def test_callable_from_many_threads() -> None:
 
 def test_sync_errors_are_the_same_types() -> None:
     with pytest.raises(mqkit.UnknownSchemeError):
-        mqkit.sync.connect("kafka://localhost:9092")
+        mqkit.sync.connect("nats://localhost:4222")
+    with pytest.raises(mqkit.BrokerUnavailableError):
+        mqkit.sync.connect("redis://127.0.0.1:1/0")
     broker = mqkit.sync.connect("memory://")
     broker.close()
     broker.close()
