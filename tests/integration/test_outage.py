@@ -1,4 +1,9 @@
-"""A broker that is down or unreachable: typed errors within the timeout, never a hang."""
+"""A broker that is down or unreachable: typed errors within the timeout, never a hang.
+
+These run after the restart and interop cases (module order): a Kafka consumer started in
+the same test process right after this module stopped and started the broker received
+nothing for minutes in two runs, and I have not found why yet.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ async def test_publish_while_down_raises_in_time_and_close_is_quick(service: str
     try:
         sub = await broker.subscribe(topic, group="g")
         await broker.publish(topic, "before")
-        await services("kill", service)
+        # Stopped, not crashed: this case is about the client while the broker is away.
+        # Crash recovery (SIGKILL) belongs to the chaos suite.
+        await services("down", service)
         started = time.monotonic()
         with pytest.raises(mqkit.BrokerUnavailableError, match="within 2s"):
             await broker.publish(topic, "while down")
