@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from mqkit.app import App, Stats
+from mqkit.broker import Broker
 from mqkit.cli.common import UrlOption, UserError, pick_url, run
 from mqkit.message import Message
 from mqkit.registry import connect
@@ -121,10 +122,7 @@ async def _demo(url: str | None, orders: int, concurrency: int) -> None:
         console.print(f"dead letter {dead.id}: {dead.headers.get('mqkit-error')}")
 
 
-async def _first_dead_letter(broker: object, topic: str) -> Message | None:
-    from mqkit.broker import Broker
-
-    assert isinstance(broker, Broker)
+async def _first_dead_letter(broker: Broker, topic: str) -> Message | None:
     async with await broker.subscribe(topic + ".dlq", start="earliest") as dlq:
         try:
             delivery = await asyncio.wait_for(anext(dlq), 5)
