@@ -130,8 +130,9 @@ class Broker(ABC):
             raise ClosedError(f"cannot publish: broker {self.safe_url} is closed")
         if delay is not None and delay < 0:
             raise ValueError("delay must be >= 0 seconds")
+        for topic in {m.topic for m in messages}:
+            validate_topic(topic)
         for message in messages:
-            validate_topic(message.topic)
             if message.size > self.max_message_bytes:
                 raise MessageTooLargeError(message.size, self.max_message_bytes)
         if messages:

@@ -55,6 +55,7 @@ MQKIT_OPTIONS = {"queue_type", "publish_timeout", "max_message_bytes", "connect_
 KEY = "mqkit-key"
 ATTEMPT = "mqkit-attempt"
 DELAY_PREFIX = "mqkit.delay"
+DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
 def amqp_url(url: str) -> str:
@@ -92,19 +93,14 @@ def to_amqp(message: Message, *, attempt: int = 0) -> aio_pika.Message:
     )
 
 
-def from_amqp(topic: str, incoming: AbstractIncomingMessage) -> tuple[Message, int]:
-    """The message and its delivery attempt."""
+def from_amqp(topic: str, incoming: AbstractIncomingMessage) -> Message:
+    """The message, its attempt counted from mqkit's header and the broker's redelivery."""
     raw = dict(incoming.headers or {})
     base = int(str(raw.pop(ATTEMPT, 0) or 0))
     key = raw.pop(KEY, None)
     delivery_count = raw.pop("x-delivery-count", None)  # quorum queues count for us
-    raw.pop("x-death", None)
-    raw.pop("x-first-death-exchange", None)
-    raw.pop("x-first-death-queue", None)
-    raw.pop("x-first-death-reason", None)
-    raw.pop("x-last-death-exchange", None)
-    raw.pop("x-last-death-queue", None)
-    raw.pop("x-last-death-reason", None)
+    for name in [n for n in raw if n.startswith(DEAD_LETTER_HEADERS)]:
+        del raw[name]  # set by RabbitMQ when a delay queue dead-letters the message
     headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in raw.items()}
     if delivery_count is not None:
         seen = int(str(delivery_count)) + 1
@@ -113,7 +109,7 @@ def from_amqp(topic: str, incoming: AbstractIncomingMessage) -> tuple[Message, i
     timestamp = (
         incoming.timestamp.timestamp() if incoming.timestamp else datetime.now(UTC).timestamp()
     )
-    message = Message(
+    return Message(
         topic=topic,
         body=incoming.body,
         id=incoming.message_id or f"amqp-{incoming.delivery_tag}-{timestamp}",
@@ -123,7 +119,6 @@ def from_amqp(topic: str, incoming: AbstractIncomingMessage) -> tuple[Message, i
         timestamp=timestamp,
         attempt=base + seen,
     )
-    return message, base + seen
 
 
 class RabbitDelivery(Delivery):
@@ -192,7 +187,7 @@ class RabbitSubscription(Subscription):
             with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
                 await incoming.nack(requeue=True)
             return
-        message, _ = from_amqp(self.topic, incoming)
+        message = from_amqp(self.topic, incoming)
         await self._buffer.put(RabbitDelivery(message, self, incoming))
 
     def settled(self, delivery: RabbitDelivery) -> None:

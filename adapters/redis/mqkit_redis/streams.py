@@ -154,16 +154,30 @@ class RedisStreamsBroker(LeasingBroker):
                 fields = to_fields(message)
                 if delay:
                     self.note_due(message.topic, time.time() + delay)
-                    args: list[Any] = [int(delay * 1000), "", ""]
-                    for k, v in fields.items():
-                        args += [k, v]
-                    keys = [self.delay_key(message.topic), self.parked_key(), message.topic]
-                    await self.schedule(keys=keys, args=args, client=pipe)
+                    await self.park(pipe, self.delay_key(message.topic), fields, delay)
                 else:
                     pipe.xadd(message.topic, fields)  # type: ignore[arg-type]
             await pipe.execute()
 
         await redis_client.within(self.publish_timeout, self.url, "publish", send)
+
+    async def park(
+        self,
+        pipe: Any,
+        zset: str,
+        fields: dict[bytes, bytes],
+        delay: float,
+        *,
+        acking: tuple[str, str, bytes] | None = None,
+    ) -> None:
+        """Queue on `pipe` the _SCHEDULE script: keep `fields` in `zset` until `delay` has
+        passed, acking the delivery `acking` (stream, group, entry id) in the same step."""
+        stream, group, entry_id = acking or ("", "", b"")
+        args: list[Any] = [int(delay * 1000), group, entry_id]
+        for k, v in fields.items():
+            args += [k, v]
+        keys = [zset, self.parked_key(), stream or zset]
+        await self.schedule(keys=keys, args=args, client=pipe)
 
     def note_due(self, topic: str, due: float) -> None:
         """Tell this process's consumers of `topic` when a parked message becomes due, so
@@ -392,11 +406,8 @@ class StreamLease:
             stream, entry_id = token[0], token[1]
             if delay > 0:
                 self.expect(time.time() + delay)
-                args: list[Any] = [int(delay * 1000), group, entry_id]
-                for k, v in fields.items():
-                    args += [k, v]
-                keys = [self.broker.delay_key(self.topic, group), self.broker.parked_key(), stream]
-                await self.broker.schedule(keys=keys, args=args, client=pipe)
+                zset = self.broker.delay_key(self.topic, group)
+                await self.broker.park(pipe, zset, fields, delay, acking=(stream, group, entry_id))
             else:
                 pipe.xadd(retry, fields, maxlen=self.broker.maxlen, approximate=True)  # type: ignore[arg-type]
                 pipe.xack(stream, group, entry_id)
