@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mqkit.broker import Broker, Delivery, Subscription, validate_topic
+from mqkit.dlq import REPLAY_GROUP
 from mqkit.errors import DecodeError
 from mqkit.handlers import Handler, compile_handler, default_group
 from mqkit.message import Message
@@ -42,6 +43,8 @@ class Stats:
     """Counts of what a subscriber did; read them for dashboards and tests."""
 
     handled: int = 0
+    duplicates: int = 0  # skipped by an idempotency middleware
+    skipped: int = 0  # replays addressed to another group
     retried: int = 0
     dead_lettered: int = 0
     in_flight: int = 0
@@ -201,15 +204,18 @@ class _Consumer:
         stats = self.spec.stats
         stats.in_flight += 1
         message = delivery.message
+        ctx = Context(message=message, topic=message.topic, group=self.spec.group)
         try:
-            ctx = Context(message=message, topic=message.topic, group=self.spec.group)
-            await self.call(ctx)
+            if message.headers.get(REPLAY_GROUP, self.spec.group) != self.spec.group:
+                ctx.state["mqkit.skipped"] = True  # a DLQ replay for another group
+            else:
+                await self.call(ctx)
         except Retry as request:
             stats.retried += 1
             await delivery.nack(request.delay)
         except (DecodeError, Reject) as exc:
             stats.dead_lettered += 1
-            await delivery.reject(f"{type(exc).__name__}: {exc}")
+            await delivery.reject(exc)
         except Exception as exc:
             if self.policy.should_retry(exc, message.attempt):
                 delay = self.policy.delay(message.attempt)
@@ -232,10 +238,15 @@ class _Consumer:
                     type(exc).__name__,
                     exc,
                 )
-                await delivery.reject(f"{type(exc).__name__}: {exc}")
+                await delivery.reject(exc)
         else:
             await delivery.ack()
-            stats.handled += 1
+            if ctx.state.get("mqkit.skipped"):
+                stats.skipped += 1
+            elif ctx.state.get("mqkit.duplicate"):
+                stats.duplicates += 1
+            else:
+                stats.handled += 1
         finally:
             stats.in_flight -= 1
             self._slots.release()

@@ -24,6 +24,10 @@ Start = Literal["earliest", "latest"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 DLQ_SUFFIX = ".dlq"
+# The consumer group mqkit's DLQ tools read `<topic>.dlq` with (see mqkit.dlq).
+DLQ_GROUP = "mqkit-dlq"
+# When a message first failed; carried across redeliveries by backends that copy on nack.
+FIRST_FAILED_AT = "mqkit-first-failed-at"
 
 # Kafka's rules are the strictest of the brokers, so a topic valid here is valid everywhere.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -138,6 +142,11 @@ class Broker(ABC):
         if messages:
             await self._send(messages, delay or None)
 
+    async def dead_letter(self, messages: Sequence[Message]) -> None:
+        """Publish to dead-letter topics. Backends that keep only what a group's queue holds
+        (RabbitMQ) override this to make sure the DLQ group exists first."""
+        await self.send(messages)
+
     # -- subscribing -------------------------------------------------------------------------
 
     async def subscribe(
@@ -211,27 +220,42 @@ class Delivery(ABC):
         if self._mark_settled():
             await self._nack(max(0.0, delay or 0.0))
 
-    async def reject(self, reason: str) -> None:
+    async def reject(self, reason: str | BaseException) -> None:
         """Give up on the message: publish it to `<topic>.dlq` with the reason, then ack it.
 
-        The dead-lettered copy keeps id, key, body and headers; mqkit adds headers saying
-        where it came from and why.
+        The dead-lettered copy keeps id, body and headers; mqkit adds headers saying where it
+        came from, after how many attempts, and why (see mqkit.dlq). Its key moves to the
+        header `mqkit-original-key`: dead letters are not ordered, so one held by a reader
+        must not hold back others with the same key.
         """
         if not self._mark_settled():
             return
         message = self.message
+        if isinstance(reason, BaseException):
+            error_type, error = type(reason).__name__, f"{type(reason).__name__}: {reason}"
+        else:
+            error_type, error = "", reason
+        now = f"{time.time():.3f}"
         headers = dict(message.headers)
         headers.update(
             {
                 "mqkit-original-topic": message.topic,
                 "mqkit-group": self.group or "",
                 "mqkit-attempts": str(message.attempt),
-                "mqkit-error": reason[:2000],
-                "mqkit-failed-at": f"{time.time():.3f}",
+                "mqkit-error": error[:2000],
+                "mqkit-error-type": error_type,
+                "mqkit-first-failed-at": message.headers.get(FIRST_FAILED_AT, now),
+                "mqkit-last-failed-at": now,
             }
         )
-        await self._broker.send(
-            [message.with_changes(topic=dlq_topic(message.topic), headers=headers, attempt=0)]
+        if message.key is not None:
+            headers["mqkit-original-key"] = message.key
+        await self._broker.dead_letter(
+            [
+                message.with_changes(
+                    topic=dlq_topic(message.topic), key=None, headers=headers, attempt=0
+                )
+            ]
         )
         await self._ack()
 

@@ -14,6 +14,9 @@ class Capabilities:
     delayed_delivery: bool = False
     replay: bool = False
     native_transactions: bool = False
+    # Acking one message leaves earlier unacked ones pending (false on a log with a single
+    # committed offset, like Kafka, where an ack only counts once everything before it is).
+    selective_ack: bool = False
 
     def claimed(self) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name)]

@@ -163,6 +163,7 @@ class MemoryBroker(LeasingBroker):
         ordered_by_key=True,
         delayed_delivery=True,
         replay=True,
+        selective_ack=True,
     )
 
     def __init__(self, url: str = "memory://") -> None:

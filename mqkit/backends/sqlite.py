@@ -506,6 +506,7 @@ class SqliteBroker(LeasingBroker):
         ordered_by_key=True,
         delayed_delivery=True,
         replay=True,
+        selective_ack=True,
     )
 
     def __init__(self, url: str) -> None:

@@ -407,13 +407,18 @@ async def test_reject_dead_letters_with_reason(broker: mqkit.Broker, topic: str)
     ):
         sent = await broker.publish(topic, b"bad", key="k", headers={"h": "v"})
         (d,) = await receive(sub, 1, ack=False)
-        await d.reject("ValueError: nope")
+        before = time.time()
+        await d.reject(ValueError("nope"))
         (dead,) = await receive(dlq, 1)
         assert await nothing_arrives(sub, 0.3)
     m = dead.message
-    assert (m.id, m.key, m.body) == (sent.id, "k", b"bad")
+    assert (m.id, m.key, m.body) == (sent.id, None, b"bad")
+    assert m.headers["mqkit-original-key"] == "k"
     assert m.headers["h"] == "v"
     assert m.headers["mqkit-error"] == "ValueError: nope"
     assert m.headers["mqkit-original-topic"] == topic
     assert m.headers["mqkit-group"] == "g"
     assert m.headers["mqkit-attempts"] == "1"
+    assert m.headers["mqkit-error-type"] == "ValueError"
+    first = float(m.headers["mqkit-first-failed-at"])
+    assert before - 0.01 <= first <= float(m.headers["mqkit-last-failed-at"]) <= time.time()

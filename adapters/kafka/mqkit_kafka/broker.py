@@ -53,6 +53,7 @@ class KafkaBroker(Broker):
         ordered_by_key=True,
         delayed_delivery=True,
         replay=True,
+        selective_ack=False,  # one committed offset per partition
     )
 
     def __init__(self, url: str) -> None:

@@ -42,7 +42,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError
 
 from mqkit import codec
-from mqkit.broker import Broker, Delivery, Start, Subscription
+from mqkit.broker import DLQ_GROUP, Broker, Delivery, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
 from mqkit.message import Message
@@ -169,7 +169,7 @@ class RabbitSubscription(Subscription):
 
     async def start(self, start: Start) -> RabbitSubscription:
         channel = await self.broker.connection.channel()
-        await channel.set_qos(prefetch_count=self.prefetch)
+        await channel.set_qos(prefetch_count=min(self.prefetch, 65_535))  # AMQP's limit
         exchange = await self.broker.exchange(self.topic, channel)
         if self.group is None:
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -232,6 +232,7 @@ class RabbitBroker(Broker):
         ordered_by_key=False,
         delayed_delivery=True,
         replay=False,
+        selective_ack=True,
     )
 
     def __init__(self, url: str) -> None:
@@ -248,6 +249,7 @@ class RabbitBroker(Broker):
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._delay_queues: set[str] = set()
+        self._dead_letter_queues: set[str] = set()
 
     @property
     def connection(self) -> AbstractRobustConnection:
@@ -362,6 +364,19 @@ class RabbitBroker(Broker):
         await self._confirmed(
             "nack", self._channel.default_exchange.publish(body, target, mandatory=False)
         )
+
+    async def dead_letter(self, messages: Sequence[Message]) -> None:
+        # An exchange keeps nothing by itself: bind the DLQ group's queue before the first
+        # dead letter, or mqkit's DLQ tools would find an empty queue.
+        for topic in {m.topic for m in messages} - self._dead_letter_queues:
+            assert self._channel is not None
+            exchange = await self.exchange(topic)
+            queue = await self._channel.declare_queue(
+                group_queue(topic, DLQ_GROUP), durable=True, arguments=self.queue_args
+            )
+            await queue.bind(exchange, "#")
+            self._dead_letter_queues.add(topic)
+        await self.send(messages)
 
     async def _subscribe(
         self, topic: str, group: str | None, start: Start, prefetch: int

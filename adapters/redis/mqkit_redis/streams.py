@@ -89,6 +89,7 @@ class RedisStreamsBroker(LeasingBroker):
         ordered_by_key=False,
         delayed_delivery=True,
         replay=True,
+        selective_ack=True,
     )
 
     def __init__(self, url: str) -> None:
