@@ -11,6 +11,7 @@ import typer
 from mqkit.cli.common import UrlOption
 from mqkit.cli.consume import consume
 from mqkit.cli.demo import demo
+from mqkit.cli.dlq import dlq_app
 from mqkit.cli.publish import publish
 from mqkit.cli.run import run_command
 from mqkit.errors import MqkitError
@@ -49,6 +50,7 @@ app.command()(publish)
 app.command()(consume)
 app.command("run")(run_command)
 app.command()(demo)
+app.add_typer(dlq_app, name="dlq")
 
 
 def _quiet_libraries() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from mqkit.idempotency.store import Claim
 
-_DONE = "\x00done"
+_DONE = "done"  # tokens are 32 hex digits, so never this
 
 
 class MemoryStore:

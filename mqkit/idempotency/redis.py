@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from mqkit.idempotency.store import Claim
 
-_DONE = b"\x00done"
+_DONE = b"done"  # tokens are 32 hex digits, so never this
 
 # Release only our own claim: after our lease ran out another consumer may hold the key.
 _RELEASE = """

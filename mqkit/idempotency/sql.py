@@ -16,6 +16,7 @@ effects live elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete, select, update
@@ -26,7 +27,7 @@ from mqkit.idempotency.middleware import DAY
 from mqkit.idempotency.store import Claim
 from mqkit.middleware import CallNext, Context, Middleware
 
-_DONE = "\x00done"
+_DONE = "done"  # tokens are 32 hex digits, so never this
 CONNECTION = "mqkit.sql.connection"
 
 metadata = MetaData()
@@ -51,6 +52,12 @@ def async_url(url: str) -> str:
     return url
 
 
+def _engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):  # writers queue on the file lock instead of failing at once
+        return create_async_engine(url, connect_args={"timeout": 30})
+    return create_async_engine(url, pool_pre_ping=True)
+
+
 class SqlStore:
     """`SqlStore(url)` or `SqlStore(engine=...)`; `create()` makes the table if missing
     (teams that migrate with Alembic can take `processed` from this module instead)."""
@@ -59,18 +66,20 @@ class SqlStore:
         if (url is None) == (engine is None):
             raise ValueError("give either a database URL or an engine")
         self._owns = engine is None
-        self.engine = engine or create_async_engine(async_url(url or ""), pool_pre_ping=True)
+        self.engine = engine or _engine(async_url(url or ""))
         if self.engine.dialect.name not in ("postgresql", "sqlite"):
             raise ValueError(
                 f"SqlStore supports PostgreSQL and SQLite, not {self.engine.dialect.name}"
             )
         self._created = False
+        self._creating = asyncio.Lock()
 
     async def create(self) -> None:
-        if not self._created:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-            self._created = True
+        async with self._creating:
+            if not self._created:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all)
+                self._created = True
 
     # -- exactly-once effects ------------------------------------------------------------------
 
@@ -148,6 +157,5 @@ class SqlStore:
             index_elements=[processed.c.key],
             set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
             where=processed.c.expires_at <= now,
-        )
-        result = await conn.execute(statement)
-        return bool(result.rowcount == 1)
+        ).returning(processed.c.key)
+        return (await conn.execute(statement)).first() is not None

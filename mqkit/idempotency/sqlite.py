@@ -15,7 +15,7 @@ from mqkit.idempotency.store import Claim
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_DONE = "\x00done"
+_DONE = "done"  # tokens are 32 hex digits, so never this
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mqkit_processed (

@@ -204,3 +204,71 @@ def test_demo_uses_the_embedded_default_without_any_url(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert (env_home / "mqkit" / "mqkit.db").exists()
+
+
+def _dead_letters(url: str, n: int) -> list[str]:
+    """Publish n messages to `orders` and have group billing give up on each."""
+    import asyncio
+
+    import mqkit
+
+    async def go() -> list[str]:
+        async with mqkit.connect(url) as broker:
+            async with await broker.subscribe("orders", group="billing") as sub:
+                sent = [await broker.publish("orders", {"n": i}, key=f"k{i}") for i in range(n)]
+                for _ in range(n):
+                    delivery = await anext(sub)
+                    await delivery.reject(ValueError("card declined"))
+            return [m.id for m in sent]
+
+    return asyncio.run(go())
+
+
+def test_dlq_list_show_replay_purge(url: str) -> None:
+    ids = _dead_letters(url, 3)
+    listed = mqkit("dlq", "list", "orders", "--group", "billing", "--json", url=url)
+    assert listed.returncode == 0, listed.stderr
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(r["id"] for r in records) == sorted(ids)
+    assert {(r["attempts"], r["error_type"], r["error"]) for r in records} == {
+        (1, "ValueError", "ValueError: card declined")
+    }
+    table = mqkit("dlq", "list", "orders", url=url)
+    assert table.returncode == 0 and ids[0] in table.stdout.decode()
+    assert "declined" in table.stdout.decode()  # the table wraps at 80 columns
+
+    shown = mqkit("dlq", "show", ids[1], "--topic", "orders", url=url)
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["key"] == "k1" and record["body"] == '{"n":1}'
+    assert record["first_failed_at"] <= record["last_failed_at"]
+
+    replay = mqkit("dlq", "replay", "orders", "--id", ids[0], url=url)
+    assert replay.returncode == 0, replay.stderr
+    back = mqkit("consume", "orders", "--group", "billing", "--count", "1", url=url)
+    again = json.loads(back.stdout)
+    assert (again["id"], again["attempt"], again["headers"]["mqkit-replay-group"]) == (
+        ids[0],
+        1,
+        "billing",
+    )
+
+    refused = mqkit("dlq", "purge", "orders", url=url, stdin=b"n\n")
+    assert refused.returncode != 0
+    assert len(mqkit("dlq", "list", "orders", "--json", url=url).stdout.splitlines()) == 2
+    purge = mqkit("dlq", "purge", "orders", "--yes", url=url)
+    assert purge.returncode == 0 and b"purged 2" in purge.stdout
+    assert mqkit("dlq", "list", "orders", "--json", url=url).stdout == b""
+
+
+def test_dlq_user_errors_are_one_line(url: str) -> None:
+    for args in (
+        ("dlq", "replay", "orders"),
+        ("dlq", "replay", "orders", "--id", "x", "--all"),
+        ("dlq", "show", "nope", "--topic", "orders"),
+        ("dlq", "replay", "orders", "--id", "nope"),
+    ):
+        result = mqkit(*args, url=url)
+        assert result.returncode == 2, args
+        lines = result.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mqkit: error:"), (args, lines)
