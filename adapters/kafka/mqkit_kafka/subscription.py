@@ -96,6 +96,7 @@ class KafkaSubscription(Subscription):
         self._nonempty = asyncio.Event()
         self._room = asyncio.Event()
         self._wake = asyncio.Event()
+        self._to_commit = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -217,6 +218,7 @@ class KafkaSubscription(Subscription):
         offsets = self._offsets.get(delivery.tp)
         if offsets is not None:
             offsets.finished(delivery.offset)
+            self._to_commit.set()
         self._next_of_key(delivery)
 
     def _next_of_key(self, delivery: KafkaDelivery) -> None:
@@ -251,13 +253,19 @@ class KafkaSubscription(Subscription):
     # -- offsets and rebalances --------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
+        # Commit as soon as something finished, one commit at a time: acks that arrive during
+        # a commit share the next one. A consumer killed mid-run then redelivers about what
+        # it was holding, not everything since a periodic commit.
         while not self._closing:
-            await asyncio.sleep(0.5)
-            await self.commit()
+            await self._to_commit.wait()
+            self._to_commit.clear()
+            if not await self.commit():
+                await asyncio.sleep(0.5)  # mid-rebalance or broker away: no busy loop
 
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+    async def commit(self, only: set[TopicPartition] | None = None) -> bool:
+        """Commit what finished; False when Kafka refused (it is tried again later)."""
         if self._consumer is None or self.group is None:
-            return
+            return True
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp, state in self._offsets.items():
             if only is not None and tp not in only:
@@ -266,16 +274,20 @@ class KafkaSubscription(Subscription):
             if point is not None:
                 offsets[tp] = OffsetAndMetadata(point, "")
         if not offsets:
-            return
+            return True
         try:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
             # A rebalance is under way; the records stay uncommitted and come back to
             # whoever owns the partition next. Never the user's problem.
             log.info("mqkit: commit on %s deferred (%s)", self.topic, type(exc).__name__)
-            return
+            self._to_commit.set()
+            return False
         for tp, meta in offsets.items():
-            self._offsets[tp].committed = meta.offset
+            committed = self._offsets.get(tp)
+            if committed is not None:  # not revoked while the commit was under way
+                committed.committed = meta.offset
+        return True
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         await self.commit(only=revoked)
@@ -302,6 +314,7 @@ class KafkaSubscription(Subscription):
         if self._closing:
             return
         self._closing = True
+        self._to_commit.set()
         self._nonempty.set()
         self._room.set()
         self._wake.set()
