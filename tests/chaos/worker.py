@@ -40,7 +40,7 @@ async def main() -> None:
     parser.add_argument("--effects-table", default="chaos_effects")
     args = parser.parse_args()
 
-    log = open(args.log, "a", buffering=1)  # noqa: SIM115 - open for the process's life
+    log = open(args.log, "a", buffering=1)  # noqa: SIM115 - for the process's life
     app = mqkit.App(args.url, shutdown_timeout=10)
     middleware = []
     store: SqlStore | None = None
