@@ -259,6 +259,18 @@ class Delivery(ABC):
         )
         await self._ack()
 
+    def first_failed_at(self) -> str:
+        """When this message first failed (epoch seconds, as text): carried through nacks in
+        the header `mqkit-first-failed-at`, so the DLQ can tell how long it kept failing."""
+        return self.message.headers.get(FIRST_FAILED_AT) or f"{time.time():.3f}"
+
+    def failed_copy(self) -> Message:
+        """The message as a nack re-publishes it (backends that redeliver a copy)."""
+        if FIRST_FAILED_AT in self.message.headers:
+            return self.message
+        headers = {**self.message.headers, FIRST_FAILED_AT: self.first_failed_at()}
+        return self.message.with_changes(headers=headers)
+
     def _mark_settled(self) -> bool:
         if self._settled:
             return False

@@ -45,4 +45,9 @@ class DecodeError(MqkitError):
 
 
 class PublishTimeoutError(BrokerUnavailableError):
-    """A publish did not complete within its timeout."""
+    """A publish was not confirmed within its timeout.
+
+    Its outcome is unknown, not negative: a client may still deliver what it had queued once
+    the broker is back (aiokafka does). Publish the same message again (same id) and let
+    consumers deduplicate (mqkit.idempotency); never assume it was not sent.
+    """

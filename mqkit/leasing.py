@@ -80,7 +80,12 @@ class LeaseEngine(Protocol):
 
     async def ack(self, topic: str, group: str, tokens: Sequence[Token]) -> None: ...
 
-    async def nack(self, topic: str, group: str, token: Token, delay: float) -> None: ...
+    async def nack(
+        self, topic: str, group: str, token: Token, delay: float, first_failed_at: str
+    ) -> None:
+        """Make the entry claimable after `delay`; its next deliveries carry the header
+        mqkit-first-failed-at (the value of the first nack wins)."""
+        ...
 
     async def extend(
         self, topic: str, group: str, tokens: Sequence[Token], lease: float
@@ -111,7 +116,9 @@ class LeasedDelivery(Delivery):
 
     async def _nack(self, delay: float) -> None:
         try:
-            await self._sub.engine.nack(self._sub.topic, self._sub.engine_group, self.token, delay)
+            await self._sub.engine.nack(
+                self._sub.topic, self._sub.engine_group, self.token, delay, self.first_failed_at()
+            )
         finally:
             self._sub.settled(self)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from mqkit.broker import Start
+from mqkit.broker import FIRST_FAILED_AT, Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError
 from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
@@ -26,6 +26,7 @@ class _Entry:
     key: str | None
     attempt: int
     ready_at: float
+    first_failed_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -101,6 +102,9 @@ class MemoryEngine:
                 entry.attempt += 1
                 entry.ready_at = now + lease
                 message = log[entry.seq - 1][0]
+                if entry.first_failed_at is not None:
+                    headers = {**message.headers, FIRST_FAILED_AT: entry.first_failed_at}
+                    message = message.with_changes(headers=headers)
                 claimed.append(
                     Claimed(message.with_changes(attempt=entry.attempt), (entry.seq, entry.attempt))
                 )
@@ -125,10 +129,13 @@ class MemoryEngine:
                 del g.pending[seq]
         self.signal.notify()
 
-    async def nack(self, topic: str, group: str, token: Token, delay: float) -> None:
+    async def nack(
+        self, topic: str, group: str, token: Token, delay: float, first_failed_at: str
+    ) -> None:
         entry = self._entry(topic, group, token)
         if entry is not None:
             entry.ready_at = time.time() + delay
+            entry.first_failed_at = entry.first_failed_at or first_failed_at
             self.signal.notify()
 
     async def extend(self, topic: str, group: str, tokens: Sequence[Token], lease: float) -> None:

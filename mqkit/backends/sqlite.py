@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from mqkit.broker import Start
+from mqkit.broker import FIRST_FAILED_AT, Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ClosedError, ConfigurationError
 from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
@@ -41,7 +41,7 @@ log = logging.getLogger("mqkit")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: mq_pending.failed_at
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mq_messages (
@@ -67,14 +67,15 @@ CREATE TABLE IF NOT EXISTS mq_groups (
 ) WITHOUT ROWID;
 
 -- Entries of a group that are due or in flight: ready_at is when the entry may be claimed
--- (its delay or its lease ends); acked entries are deleted.
+-- (its delay or its lease ends); acked entries are deleted. failed_at: its first nack.
 CREATE TABLE IF NOT EXISTS mq_pending (
-    topic    TEXT NOT NULL,
-    grp      TEXT NOT NULL,
-    seq      INTEGER NOT NULL,
-    key      TEXT,
-    attempt  INTEGER NOT NULL,
-    ready_at REAL NOT NULL,
+    topic     TEXT NOT NULL,
+    grp       TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    key       TEXT,
+    attempt   INTEGER NOT NULL,
+    ready_at  REAL NOT NULL,
+    failed_at TEXT,
     PRIMARY KEY (topic, grp, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS mq_pending_ready ON mq_pending (topic, grp, ready_at);
@@ -96,7 +97,7 @@ WHERE topic = :topic AND grp = :grp AND seq IN (
           SELECT 1 FROM mq_pending q
           WHERE q.topic = :topic AND q.grp = :grp AND q.key = p.key AND q.seq < p.seq))
     ORDER BY p.seq LIMIT :limit)
-RETURNING seq, attempt
+RETURNING seq, attempt, failed_at
 """
 
 
@@ -167,6 +168,7 @@ class _Connection:
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             conn.executescript(_SCHEMA)  # idempotent, so racing processes are harmless
+            _migrate(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return conn
 
@@ -259,6 +261,14 @@ class _Connection:
         for loop in {c.loop for c in writes}:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.after_write)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file made by an earlier mqkit up to this schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(mq_pending)")}
+    if "failed_at" not in columns:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+            conn.execute("ALTER TABLE mq_pending ADD COLUMN failed_at TEXT")
 
 
 def _settle_futures(items: list[tuple[_Call[Any], bool, Any]]) -> None:
@@ -359,7 +369,8 @@ class SqliteEngine:
             ).fetchone()
             if not claimed:
                 return [], next_due
-            attempts = dict(claimed)
+            attempts = {seq: attempt for seq, attempt, _ in claimed}
+            failed = {seq: failed_at for seq, _, failed_at in claimed if failed_at is not None}
             seqs = sorted(attempts)
             marks = ",".join("?" * len(seqs))
             rows = conn.execute(
@@ -370,12 +381,15 @@ class SqliteEngine:
             out = []
             for seq, id_, key, headers, body, content_type, created_at in rows:
                 attempt = attempts.pop(seq)
+                headers = json.loads(headers) if headers != "{}" else {}
+                if seq in failed:
+                    headers[FIRST_FAILED_AT] = failed[seq]
                 message = Message(
                     topic=topic,
                     body=body,
                     id=id_,
                     key=key,
-                    headers=json.loads(headers) if headers != "{}" else {},
+                    headers=headers,
                     content_type=content_type,
                     timestamp=created_at,
                     attempt=attempt,
@@ -407,11 +421,13 @@ class SqliteEngine:
         )
         future.add_done_callback(_log_failed_ack)
 
-    async def nack(self, topic: str, group: str, token: Token, delay: float) -> None:
-        params = (time.time() + delay, topic, group, *token)
+    async def nack(
+        self, topic: str, group: str, token: Token, delay: float, first_failed_at: str
+    ) -> None:
+        params = (time.time() + delay, first_failed_at, topic, group, *token)
         await self._call(
             lambda conn: conn.execute(
-                "UPDATE mq_pending SET ready_at = ?"
+                "UPDATE mq_pending SET ready_at = ?, failed_at = coalesce(failed_at, ?)"
                 " WHERE topic = ? AND grp = ? AND seq = ? AND attempt = ?",
                 params,
             )

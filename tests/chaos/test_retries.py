@@ -5,6 +5,7 @@ reaches it after exactly max_attempts with its error; the undecodable one at onc
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from pathlib import Path
 
@@ -43,12 +44,14 @@ async def test_retries_then_dead_letters(backend: str, tmp_path: Path) -> None:
     topic = f"chaos-retry-{uuid.uuid4().hex[:8]}"
     tally = Tally(f"{backend} 10% fail twice, 1 poison, 1 undecodable, {TOTAL} good")
     attempts: dict[str, list[int]] = {}
+    failed_at: dict[str, float] = {}
     app = mqkit.App(url_for(backend, tmp_path), retry=POLICY)
 
     @app.subscriber(topic, group="workers", concurrency=16)
     async def handle(order: Order, message: mqkit.Message) -> None:
         attempts.setdefault(message.id, []).append(message.attempt)
         if order.n < 0:
+            failed_at.setdefault(message.id, time.time())
             raise ValueError(f"order {order.n} can never be processed")
         if flaky(message.id) and message.attempt <= 2:
             raise ConnectionError("downstream hiccup")
@@ -77,7 +80,9 @@ async def test_retries_then_dead_letters(backend: str, tmp_path: Path) -> None:
     assert dead[poison.id].attempts == POLICY.max_attempts
     assert attempts[poison.id] == [1, 2, 3, 4]
     assert dead[poison.id].error == "ValueError: order -1 can never be processed"
-    assert dead[poison.id].first_failed_at is not None
+    first, last = dead[poison.id].first_failed_at, dead[poison.id].last_failed_at
+    assert first is not None and last is not None
+    assert abs(first - failed_at[poison.id]) < 0.5 and first <= last
     assert dead[undecodable.id].attempts == 1 and dead[undecodable.id].error_type == "DecodeError"
     assert stats.retried == 2 * flakies + POLICY.max_attempts - 1
     for m in batch:

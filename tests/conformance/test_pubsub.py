@@ -422,3 +422,28 @@ async def test_reject_dead_letters_with_reason(broker: mqkit.Broker, topic: str)
     assert m.headers["mqkit-error-type"] == "ValueError"
     first = float(m.headers["mqkit-first-failed-at"])
     assert before - 0.01 <= first <= float(m.headers["mqkit-last-failed-at"]) <= time.time()
+
+
+async def test_dead_letter_records_the_first_failure_across_nacks(
+    broker: mqkit.Broker, topic: str
+) -> None:
+    require(broker, "redelivery")
+    async with (
+        await broker.subscribe(topic, group="g") as sub,
+        await broker.subscribe(topic + ".dlq", group="ops") as dlq,
+    ):
+        await broker.publish(topic, b"keeps failing", key="k")
+        (d,) = await receive(sub, 1, ack=False)
+        first_failure = time.time()
+        await d.nack(0.2)
+        (d,) = await receive(sub, 1, ack=False)
+        await d.nack(0.2)
+        (d,) = await receive(sub, 1, ack=False)
+        assert d.message.attempt == 3
+        await d.reject(ValueError("third time"))
+        (dead,) = await receive(dlq, 1)
+    headers = dead.message.headers
+    first, last = float(headers["mqkit-first-failed-at"]), float(headers["mqkit-last-failed-at"])
+    assert abs(first - first_failure) < 0.1
+    assert last - first >= 0.35
+    assert headers["mqkit-attempts"] == "3"

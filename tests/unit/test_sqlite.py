@@ -218,3 +218,27 @@ def test_database_stays_consistent(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert conn.execute("SELECT count(*) FROM mq_pending").fetchone() == (0,)
     conn.close()
+
+
+async def test_a_file_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Files made before mq_pending.failed_at existed keep working (and keep their data)."""
+    db = tmp_path / "old.db"
+    url = f"sqlite:///{db}"
+    async with mqkit.connect(url) as broker:
+        await (await broker.subscribe("t", group="g")).close()
+        sent = await broker.publish("t", b"from before")
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "ALTER TABLE mq_pending DROP COLUMN failed_at; PRAGMA user_version=1;"
+    )
+    conn.close()
+    async with mqkit.connect(url) as broker, await broker.subscribe("t", group="g") as sub:
+        delivery = await anext(sub)
+        assert delivery.message.id == sent.id
+        await delivery.nack()
+        again = await anext(sub)
+        assert again.message.attempt == 2 and "mqkit-first-failed-at" in again.message.headers
+        await again.ack()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    conn.close()

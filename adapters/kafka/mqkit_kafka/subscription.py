@@ -237,11 +237,11 @@ class KafkaSubscription(Subscription):
         if delivery.generation != self._generation:
             return
         if delay > self.broker.max_inline_delay and self.retry_topic is not None:
-            await self.broker.send_retry(self.retry_topic, delivery.message, delay)
+            await self.broker.send_retry(self.retry_topic, delivery.failed_copy(), delay)
             self.finished(delivery)
             return
         again = KafkaDelivery(
-            delivery.message.with_changes(attempt=delivery.message.attempt + 1),
+            delivery.failed_copy().with_changes(attempt=delivery.message.attempt + 1),
             self,
             delivery.tp,
             delivery.offset,

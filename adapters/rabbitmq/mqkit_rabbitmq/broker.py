@@ -144,7 +144,7 @@ class RabbitDelivery(Delivery):
         try:
             target = self._sub.queue_name
             await self._sub.broker.publish_copy(
-                self.message, target, delay, attempt=self.message.attempt
+                self.failed_copy(), target, delay, attempt=self.message.attempt
             )
             await self._incoming.ack()
         except (AMQPError, ConnectionError, RuntimeError):

@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from mqkit.broker import Start, Subscription
+from mqkit.broker import FIRST_FAILED_AT, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.leasing import Claimed, LeasedSubscription, LeasingBroker, Signal, Token
 from mqkit.message import Message
@@ -384,8 +384,12 @@ class StreamLease:
             self._held.pop(token, None)
             self.broker.ack_later(token[0], group, token[1])
 
-    async def nack(self, topic: str, group: str, token: Token, delay: float) -> None:
-        await self._requeue(group, [token], attempts=[token[2]], delay=delay)
+    async def nack(
+        self, topic: str, group: str, token: Token, delay: float, first_failed_at: str
+    ) -> None:
+        await self._requeue(
+            group, [token], attempts=[token[2]], delay=delay, first_failed_at=first_failed_at
+        )
 
     async def release(
         self, topic: str, group: str, tokens: Sequence[Token], *, undo_attempt: bool
@@ -394,7 +398,13 @@ class StreamLease:
         await self._requeue(group, tokens, attempts=attempts, delay=0.0)
 
     async def _requeue(
-        self, group: str, tokens: Sequence[Token], *, attempts: list[int], delay: float
+        self,
+        group: str,
+        tokens: Sequence[Token],
+        *,
+        attempts: list[int],
+        delay: float,
+        first_failed_at: str | None = None,
     ) -> None:
         """Copy entries to the group's retry stream (or park them), acking the originals."""
         retry, _ = self._streams(group)
@@ -404,6 +414,8 @@ class StreamLease:
             if fields is None:
                 continue
             fields = with_attempt(fields, attempt)
+            if first_failed_at is not None:
+                fields.setdefault(FIRST_FAILED_AT.encode(), first_failed_at.encode())
             stream, entry_id = token[0], token[1]
             if delay > 0:
                 self.expect(time.time() + delay)
