@@ -36,12 +36,13 @@ async def main() -> None:
     parser.add_argument("log")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--shutdown-timeout", type=float, default=10.0)
     parser.add_argument("--effects")
     parser.add_argument("--effects-table", default="chaos_effects")
     args = parser.parse_args()
 
     log = open(args.log, "a", buffering=1)  # noqa: SIM115 - for the process's life
-    app = mqkit.App(args.url, shutdown_timeout=10)
+    app = mqkit.App(args.url, shutdown_timeout=args.shutdown_timeout)
     middleware = []
     store: SqlStore | None = None
     table = effects_table(args.effects_table)

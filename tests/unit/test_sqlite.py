@@ -228,9 +228,7 @@ async def test_a_file_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None
         await (await broker.subscribe("t", group="g")).close()
         sent = await broker.publish("t", b"from before")
     conn = sqlite3.connect(db)
-    conn.executescript(
-        "ALTER TABLE mq_pending DROP COLUMN failed_at; PRAGMA user_version=1;"
-    )
+    conn.executescript("ALTER TABLE mq_pending DROP COLUMN failed_at; PRAGMA user_version=1;")
     conn.close()
     async with mqkit.connect(url) as broker, await broker.subscribe("t", group="g") as sub:
         delivery = await anext(sub)
