@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Annotated
@@ -41,7 +42,7 @@ def _age(seconds: float) -> str:
 
 def _record(dead: DeadLetter) -> dict[str, object]:
     m = dead.message
-    return {
+    record: dict[str, object] = {
         "id": dead.id,
         "topic": dead.original_topic,
         "group": dead.group,
@@ -53,8 +54,13 @@ def _record(dead: DeadLetter) -> dict[str, object]:
         "last_failed_at": dead.last_failed_at,
         "headers": dict(m.headers),
         "content_type": m.content_type,
-        "body": m.body.decode(errors="replace"),
     }
+    try:
+        record["body"] = m.body.decode()
+    except UnicodeDecodeError:  # binary: exact bytes, as `mqkit consume` prints them
+        record["body"] = base64.b64encode(m.body).decode()
+        record["body_encoding"] = "base64"
+    return record
 
 
 @dlq_app.command("list")
