@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,6 +15,8 @@ from rich.table import Table
 from mqkit.cli.common import UrlOption, UserError, pick_url, run
 from mqkit.dlq import DeadLetter, DeadLetters
 from mqkit.registry import connect
+
+T = TypeVar("T")
 
 dlq_app = typer.Typer(
     help="Dead-letter queues: list, show, replay and purge what failed.",
@@ -31,6 +34,22 @@ IdleOption = Annotated[
     float,
     typer.Option("--wait", help="Stop reading the DLQ when nothing came for S seconds."),
 ]
+
+
+def _on_dlq(
+    ctx: typer.Context,
+    url: str | None,
+    topic: str,
+    wait: float,
+    action: Callable[[DeadLetters], Awaitable[T]],
+) -> T:
+    """Connect, run `action` on TOPIC's dead-letter queue, close; user errors in one line."""
+
+    async def go() -> T:
+        async with connect(pick_url(ctx, url)) as broker:
+            return await action(DeadLetters(broker, topic, idle=wait))
+
+    return run(go())
 
 
 def _age(seconds: float) -> str:
@@ -77,11 +96,7 @@ def list_command(
     if limit < 1:
         raise UserError("--limit must be at least 1")
 
-    async def go() -> list[DeadLetter]:
-        async with connect(pick_url(ctx, url)) as broker:
-            return await DeadLetters(broker, topic, idle=wait).list(group=group, limit=limit)
-
-    found = run(go())
+    found = _on_dlq(ctx, url, topic, wait, lambda dlq: dlq.list(group=group, limit=limit))
     if as_json:
         for dead in found:
             print(json.dumps(_record(dead), ensure_ascii=False))
@@ -107,11 +122,7 @@ def show_command(
 ) -> None:
     """One dead letter in full, as JSON: headers, error, failure times and body."""
 
-    async def go() -> DeadLetter | None:
-        async with connect(pick_url(ctx, url)) as broker:
-            return await DeadLetters(broker, topic, idle=wait).get(message_id, group=group)
-
-    dead = run(go())
+    dead = _on_dlq(ctx, url, topic, wait, lambda dlq: dlq.get(message_id, group=group))
     if dead is None:
         raise UserError(f"no dead letter with id {message_id} in {topic}.dlq")
     print(json.dumps(_record(dead), ensure_ascii=False, indent=2))
@@ -135,11 +146,7 @@ def replay_command(
     if ids and all_:
         raise UserError("--id and --all exclude each other")
 
-    async def go() -> list[DeadLetter]:
-        async with connect(pick_url(ctx, url)) as broker:
-            return await DeadLetters(broker, topic, idle=wait).replay(group=group, ids=ids)
-
-    replayed = run(go())
+    replayed = _on_dlq(ctx, url, topic, wait, lambda dlq: dlq.replay(group=group, ids=ids))
     missing = set(ids or ()) - {d.id for d in replayed}
     print(f"replayed {len(replayed)} message(s) to {topic}")
     if missing:
@@ -167,9 +174,5 @@ def purge_command(
     if not yes and not typer.confirm(f"Delete {what} from {topic}.dlq?", default=False):
         raise UserError("nothing deleted")
 
-    async def go() -> list[DeadLetter]:
-        async with connect(pick_url(ctx, url)) as broker:
-            return await DeadLetters(broker, topic, idle=wait).purge(group=group, ids=ids)
-
-    purged = run(go())
+    purged = _on_dlq(ctx, url, topic, wait, lambda dlq: dlq.purge(group=group, ids=ids))
     print(f"purged {len(purged)} message(s) from {topic}.dlq")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mqkit
 from tests.integration.conftest import ROOT, URLS, services
 
 __all__ = ["ROOT", "URLS", "Tally", "Worker", "services"]
@@ -102,6 +103,15 @@ class Tally:
         )
         print(f"\nCHAOS {line}")
         return line
+
+
+async def published_for(url: str, topic: str, group: str, n: int) -> list[mqkit.Message]:
+    """Create `group` (RabbitMQ keeps only what a queue holds), then publish n messages."""
+    async with mqkit.connect(url) as broker:
+        await (await broker.subscribe(topic, group=group)).close()
+        batch = [mqkit.Message.create(topic, f"m{i}") for i in range(n)]
+        await broker.publish_batch(batch)
+    return batch
 
 
 async def kill_and_start(service: str) -> float:

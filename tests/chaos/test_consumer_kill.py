@@ -12,9 +12,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import mqkit
 from mqkit.idempotency.sql import async_url
-from tests.chaos.conftest import POSTGRES, URLS, Tally, Worker, handled, wait_until
+from tests.chaos.conftest import (
+    POSTGRES,
+    URLS,
+    Tally,
+    Worker,
+    handled,
+    published_for,
+    wait_until,
+)
 from tests.chaos.worker import effects_table
 
 pytestmark = pytest.mark.slow
@@ -49,11 +56,7 @@ async def test_worker_killed_mid_handler(backend: str, effects: bool, tmp_path: 
         async with engine.begin() as conn:
             await conn.run_sync(effects_table(table).metadata.create_all)
 
-    async with mqkit.connect(url) as broker:
-        # The group exists before the first publish (RabbitMQ keeps only what a queue holds).
-        await (await broker.subscribe(topic, group=group)).close()
-        batch = [mqkit.Message.create(topic, f"m{i}") for i in range(TOTAL)]
-        await broker.publish_batch(batch)
+    batch = await published_for(url, topic, group, TOTAL)
     tally = Tally(f"{backend} worker SIGKILL at 500/1000 ({'idempotent' if effects else 'plain'})")
     tally.sent = {m.id for m in batch}
 

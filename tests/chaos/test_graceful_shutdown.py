@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import mqkit
-from tests.chaos.conftest import Tally, Worker, handled, wait_until
+from tests.chaos.conftest import Tally, Worker, handled, published_for, wait_until
 from tests.chaos.test_consumer_kill import backend_url
 
 pytestmark = pytest.mark.slow
@@ -30,10 +29,7 @@ async def test_sigterm_finishes_in_flight_work(
 ) -> None:
     url = backend_url(backend, tmp_path)
     topic, group, log = f"chaos-term-{uuid.uuid4().hex[:8]}", "workers", tmp_path / "h.log"
-    async with mqkit.connect(url) as broker:
-        await (await broker.subscribe(topic, group=group)).close()
-        batch = [mqkit.Message.create(topic, f"m{i}") for i in range(TOTAL)]
-        await broker.publish_batch(batch)
+    batch = await published_for(url, topic, group, TOTAL)
     tally = Tally(f"{backend} SIGTERM, handlers of {sleep:g}s, deadline {deadline:g}s")
     tally.sent = {m.id for m in batch}
     options = ["--concurrency", "8", "--sleep", str(sleep), "--shutdown-timeout", str(deadline)]
