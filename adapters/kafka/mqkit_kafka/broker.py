@@ -165,33 +165,54 @@ class KafkaBroker(Broker):
 
     async def _deliver(self, records: list[tuple[str, dict[str, Any]]], what: str) -> None:
         """Produce records and wait for acks=all, retrying through broker restarts until
-        `publish_timeout`; then a typed error."""
-        last: Exception | None = None
+        `publish_timeout`; then a typed error.
+
+        The attempt runs as its own task and the caller stops waiting at the deadline even if
+        the client is slow to give up (a producer being stopped or started against a dead
+        broker ignored cancellation for seconds in a CI run): the timeout is the timeout.
+        """
+        errors: list[Exception] = []
+        attempt = asyncio.ensure_future(self._deliver_until_done(records, what, errors))
         try:
-            async with asyncio.timeout(self.publish_timeout):
-                for topic in {t for t, _ in records}:
-                    await self.ensure_topic(topic)
-                while True:
-                    producer = self._producer
-                    assert producer is not None
-                    try:
-                        await self._produce(producer, records)
-                        return
-                    except (OutOfOrderSequenceNumber, UnknownProducerId) as exc:
-                        last = exc
-                        await self._renew_producer(producer)
-                    except KafkaError as exc:
-                        if not exc.retriable and not isinstance(exc, KafkaConnectionError):
-                            raise BrokerUnavailableError(
-                                f"{what} to Kafka at {self.safe_url} failed: {exc!r}"
-                            ) from exc
-                        last = exc
-                        await asyncio.sleep(0.2)
-        except TimeoutError as exc:
+            done, _ = await asyncio.wait({attempt}, timeout=self.publish_timeout)
+        except asyncio.CancelledError:
+            attempt.cancel()
+            raise
+        if not done:
+            attempt.cancel()
+            attempt.add_done_callback(_retrieve)
+            last = f" (last error: {errors[-1]!r})" if errors else ""
             raise PublishTimeoutError(
                 f"{what} to Kafka at {self.safe_url} did not complete within "
-                f"{self.publish_timeout:g}s" + (f" (last error: {last!r})" if last else "")
-            ) from exc
+                f"{self.publish_timeout:g}s{last}"
+            )
+        attempt.result()
+
+    async def _deliver_until_done(
+        self, records: list[tuple[str, dict[str, Any]]], what: str, errors: list[Exception]
+    ) -> None:
+        for topic in {t for t, _ in records}:
+            await self.ensure_topic(topic)
+        while True:
+            producer = self._producer
+            assert producer is not None
+            try:
+                await self._produce(producer, records)
+                return
+            except (OutOfOrderSequenceNumber, UnknownProducerId) as exc:
+                errors.append(exc)
+                try:
+                    await self._renew_producer(producer)
+                except (KafkaError, OSError, TimeoutError) as renewal:
+                    errors.append(renewal)  # broker still away: the next round tries again
+                    await asyncio.sleep(0.2)
+            except KafkaError as exc:
+                if not exc.retriable and not isinstance(exc, KafkaConnectionError):
+                    raise BrokerUnavailableError(
+                        f"{what} to Kafka at {self.safe_url} failed: {exc!r}"
+                    ) from exc
+                errors.append(exc)
+                await asyncio.sleep(0.2)
 
     @staticmethod
     async def _produce(
@@ -215,3 +236,9 @@ class KafkaBroker(Broker):
         subscription = await KafkaSubscription(self, topic, group, prefetch).start(start)
         self.subscriptions.add(subscription)
         return subscription
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """An abandoned publish attempt's outcome is read, so asyncio does not report it."""
+    if not task.cancelled():
+        task.exception()
