@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 import mqkit
 from tests.integration.conftest import ROOT, URLS, services
 
@@ -26,6 +28,17 @@ logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 POSTGRES = os.environ.get(
     "MQKIT_TEST_POSTGRES_URL", "postgresql://mqkit:mqkit@127.0.0.1:5432/mqkit"
 )
+
+
+# Every case's counts, printed after the run (CI shows them without -s).
+REPORTS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORTS:
+        terminalreporter.section("chaos counts")
+        for line in REPORTS:
+            terminalreporter.write_line(line)
 
 
 class Worker:
@@ -108,6 +121,7 @@ class Tally:
             f"duplicated {self.duplicated}{extra}"
         )
         print(f"\nCHAOS {line}")
+        REPORTS.append(line)
         return line
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import mqkit
 from mqkit.dlq import DeadLetters
-from tests.chaos.conftest import URLS, Tally, wait_until
+from tests.chaos.conftest import REPORTS, URLS, Tally, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -114,9 +114,11 @@ async def test_a_failing_message_holds_up_nothing(backend: str, tmp_path: Path) 
         dead_at = time.monotonic()
         await wait_until(lambda: len(done_at) == 999, 60, "all good ones handled")
     last_good = max(done_at.values())
-    print(
-        f"\nCHAOS {backend} poison first, then 999: last good one handled "
-        f"{dead_at - last_good:.2f}s before the poison reached the DLQ"
+    line = (
+        f"{backend} poison first, then 999 (one handler at a time): the last good one was "
+        f"handled {dead_at - last_good:.2f}s before the poison reached the DLQ"
     )
+    print(f"\nCHAOS {line}")
+    REPORTS.append(line)
     assert poison.id not in done_at
     assert last_good < dead_at
