@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from typing import Any
 
 log = logging.getLogger("mqkit")
 
@@ -17,8 +18,7 @@ async def finish_within(step: Awaitable[object], seconds: float, what: str) -> b
     task = asyncio.ensure_future(step)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
-        task.cancel()
-        task.add_done_callback(_quiet)
+        abandon(task)
         log.info("mqkit: %s did not finish within %.1fs; abandoned", what, seconds)
         return False
     with contextlib.suppress(asyncio.CancelledError):
@@ -28,6 +28,13 @@ async def finish_within(step: Awaitable[object], seconds: float, what: str) -> b
     return True
 
 
-def _quiet(task: asyncio.Future[object]) -> None:
+def abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel a task nobody waits for any more; its outcome, when it comes, is read so
+    asyncio does not report it as never retrieved."""
+    task.cancel()
+    task.add_done_callback(_quiet)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not report it
+        task.exception()

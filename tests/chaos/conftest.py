@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,9 +87,8 @@ def handled(log: Path) -> collections.Counter[str]:
     return collections.Counter(line for line in lines[:-1] if line)
 
 
-async def wait_until(predicate: object, timeout: float, what: str) -> float:
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     """Poll `predicate()` until true; returns the seconds it took."""
-    assert callable(predicate)
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:

@@ -34,7 +34,7 @@ from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
 from mqkit.message import Message
-from mqkit.shutdown import finish_within
+from mqkit.shutdown import abandon, finish_within
 from mqkit.urls import parse_duration
 from mqkit_kafka.records import to_record
 from mqkit_kafka.subscription import KafkaSubscription
@@ -179,8 +179,7 @@ class KafkaBroker(Broker):
             attempt.cancel()
             raise
         if not done:
-            attempt.cancel()
-            attempt.add_done_callback(_retrieve)
+            abandon(attempt)
             last = f" (last error: {errors[-1]!r})" if errors else ""
             raise PublishTimeoutError(
                 f"{what} to Kafka at {self.safe_url} did not complete within "
@@ -236,9 +235,3 @@ class KafkaBroker(Broker):
         subscription = await KafkaSubscription(self, topic, group, prefetch).start(start)
         self.subscriptions.add(subscription)
         return subscription
-
-
-def _retrieve(task: asyncio.Future[None]) -> None:
-    """An abandoned publish attempt's outcome is read, so asyncio does not report it."""
-    if not task.cancelled():
-        task.exception()
