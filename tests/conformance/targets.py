@@ -47,7 +47,8 @@ TARGETS: dict[str, Target] = {
     "amqp": Target(
         "amqp",
         lambda tmp, opts: _with_options(
-            os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), opts
+            os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/mqkit-test"),
+            opts,
         ),
     ),
     "kafka": Target(

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 URLS = {
     "kafka": os.environ.get("MQKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"),
-    "rabbitmq": os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    "rabbitmq": os.environ.get(
+        "MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/mqkit-test"
+    ),
     "redis": os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 

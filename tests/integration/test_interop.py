@@ -67,7 +67,7 @@ async def test_mqkit_reads_what_kcat_produces() -> None:
 
 # -- RabbitMQ ---------------------------------------------------------------------------------
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672"
+AMQP = URLS["rabbitmq"]  # the command-line tools take the same URL, virtual host included
 
 
 async def test_amqp_consume_reads_what_mqkit_publishes() -> None:
