@@ -45,6 +45,41 @@ def dlq_topic(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
+def dead_letter_copy(
+    message: Message,
+    reason: str | BaseException,
+    *,
+    group: str | None,
+    first_failed_at: str | None = None,
+) -> Message:
+    """The copy of `message` that goes to `<topic>.dlq`: same id, body and headers, plus
+    headers saying where it came from, after how many attempts, and why (see mqkit.dlq).
+    Its key moves to the header `mqkit-original-key`: dead letters are not ordered, so one
+    held by a reader must not hold back others with the same key."""
+    if isinstance(reason, BaseException):
+        error_type, error = type(reason).__name__, f"{type(reason).__name__}: {reason}"
+    else:
+        error_type, error = "", reason
+    now = f"{time.time():.3f}"
+    headers = dict(message.headers)
+    headers.update(
+        {
+            "mqkit-original-topic": message.topic,
+            "mqkit-group": group or "",
+            "mqkit-attempts": str(message.attempt),
+            "mqkit-error": error[:2000],
+            "mqkit-error-type": error_type,
+            "mqkit-first-failed-at": first_failed_at or now,
+            "mqkit-last-failed-at": now,
+        }
+    )
+    if message.key is not None:
+        headers["mqkit-original-key"] = message.key
+    return message.with_changes(
+        topic=dlq_topic(message.topic), key=None, headers=headers, attempt=0
+    )
+
+
 class Broker(ABC):
     """A connection to one message broker. Use as `async with mqkit.connect(url) as broker:`."""
 
@@ -221,42 +256,14 @@ class Delivery(ABC):
             await self._nack(max(0.0, delay or 0.0))
 
     async def reject(self, reason: str | BaseException) -> None:
-        """Give up on the message: publish it to `<topic>.dlq` with the reason, then ack it.
-
-        The dead-lettered copy keeps id, body and headers; mqkit adds headers saying where it
-        came from, after how many attempts, and why (see mqkit.dlq). Its key moves to the
-        header `mqkit-original-key`: dead letters are not ordered, so one held by a reader
-        must not hold back others with the same key.
-        """
+        """Give up on the message: publish it to `<topic>.dlq` with the reason (see
+        dead_letter_copy), then ack it."""
         if not self._mark_settled():
             return
-        message = self.message
-        if isinstance(reason, BaseException):
-            error_type, error = type(reason).__name__, f"{type(reason).__name__}: {reason}"
-        else:
-            error_type, error = "", reason
-        now = f"{time.time():.3f}"
-        headers = dict(message.headers)
-        headers.update(
-            {
-                "mqkit-original-topic": message.topic,
-                "mqkit-group": self.group or "",
-                "mqkit-attempts": str(message.attempt),
-                "mqkit-error": error[:2000],
-                "mqkit-error-type": error_type,
-                "mqkit-first-failed-at": message.headers.get(FIRST_FAILED_AT, now),
-                "mqkit-last-failed-at": now,
-            }
+        copy = dead_letter_copy(
+            self.message, reason, group=self.group, first_failed_at=self.first_failed_at()
         )
-        if message.key is not None:
-            headers["mqkit-original-key"] = message.key
-        await self._broker.dead_letter(
-            [
-                message.with_changes(
-                    topic=dlq_topic(message.topic), key=None, headers=headers, attempt=0
-                )
-            ]
-        )
+        await self._broker.dead_letter([copy])
         await self._ack()
 
     def first_failed_at(self) -> str:

@@ -21,11 +21,12 @@ import time
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mqkit.idempotency.middleware import DAY
 from mqkit.idempotency.store import Claim
 from mqkit.middleware import CallNext, Context, Middleware
+from mqkit.sql import check_dialect, engine_for
 
 _DONE = "done"  # tokens are 32 hex digits, so never this
 CONNECTION = "mqkit.sql.connection"
@@ -40,24 +41,6 @@ processed = Table(
 )
 
 
-def async_url(url: str) -> str:
-    """Plain database URLs get the async driver mqkit installs (psycopg 3, aiosqlite)."""
-    for plain, driver in (
-        ("postgresql://", "postgresql+psycopg://"),
-        ("postgres://", "postgresql+psycopg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if url.startswith(plain):
-            return driver + url[len(plain) :]
-    return url
-
-
-def _engine(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):  # writers queue on the file lock instead of failing at once
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_pre_ping=True)
-
-
 class SqlStore:
     """`SqlStore(url)` or `SqlStore(engine=...)`; `create()` makes the table if missing
     (teams that migrate with Alembic can take `processed` from this module instead)."""
@@ -66,11 +49,8 @@ class SqlStore:
         if (url is None) == (engine is None):
             raise ValueError("give either a database URL or an engine")
         self._owns = engine is None
-        self.engine = engine or _engine(async_url(url or ""))
-        if self.engine.dialect.name not in ("postgresql", "sqlite"):
-            raise ValueError(
-                f"SqlStore supports PostgreSQL and SQLite, not {self.engine.dialect.name}"
-            )
+        self.engine = engine or engine_for(url or "")
+        check_dialect(self.engine)
         self._created = False
         self._creating = asyncio.Lock()
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mqkit.idempotency.sql import async_url
+from mqkit.sql import async_url
 from tests.chaos.conftest import (
     POSTGRES,
     URLS,

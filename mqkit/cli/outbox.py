@@ -1,0 +1,138 @@
+"""`mqkit outbox init|relay|status`: the transactional outbox's table, relay and lag."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mqkit.cli.common import UrlOption, UserError, pick_url, run
+from mqkit.outbox.relay import OutboxRelay
+from mqkit.outbox.schema import TABLE, create_all, create_sql
+from mqkit.outbox.status import outbox_status
+from mqkit.registry import connect
+from mqkit.sql import engine_for
+from mqkit.urls import mask
+
+T = TypeVar("T")
+
+outbox_app = typer.Typer(
+    help="Transactional outbox: create its table, relay it to a broker, show its lag.",
+    no_args_is_help=True,
+)
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="MQKIT_DB",
+        help="Database URL: postgresql://user:pass@host/db or sqlite:///path. Env: MQKIT_DB.",
+    ),
+]
+
+
+def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Open the database, run `action`, close; database failures become one line naming it."""
+
+    async def go() -> T:
+        engine = engine_for(db)
+        try:
+            return await action(engine)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            if "no such table" in reason or "does not exist" in reason:
+                reason = f"no outbox table ({TABLE}); run: mqkit outbox init --db URL"
+            raise UserError(f"database {mask(db)}: {reason}") from None
+        finally:
+            await engine.dispose()
+
+    return run(go())
+
+
+@outbox_app.command()
+def init(
+    db: DbOption,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the DDL instead of running it (for migrations).")
+    ] = False,
+) -> None:
+    """Create the outbox table (idempotent)."""
+    if sql:
+        dialect = "postgresql" if db.startswith(("postgresql", "postgres:")) else "sqlite"
+        print(create_sql(dialect), end="")
+        return
+
+    async def create(engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(create_all)
+
+    _on_db(db, create)
+    print(f"outbox table {TABLE} ready in {mask(db)}")
+
+
+@outbox_app.command()
+def relay(
+    ctx: typer.Context,
+    db: DbOption,
+    url: UrlOption = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 500,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between polls when no NOTIFY comes.")
+    ] = 1.0,
+    retention: Annotated[
+        float, typer.Option("--retention", help="Seconds to keep sent rows (0: delete them).")
+    ] = 0.0,
+    once: Annotated[
+        bool, typer.Option("--once", help="Relay what is waiting now, then exit.")
+    ] = False,
+) -> None:
+    """Publish outbox rows to the broker until stopped (SIGTERM/Ctrl-C finish the batch)."""
+
+    async def go(engine: AsyncEngine) -> int:
+        await outbox_status(engine)  # fails fast, in one line, on a missing table
+        async with connect(pick_url(ctx, url)) as broker:
+            relayer = OutboxRelay(
+                engine, broker, batch_size=batch_size, poll_interval=poll, retention=retention
+            )
+            if once:
+                return await relayer.drain()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            await relayer.run(stop)
+            return relayer.relayed
+
+    n = _on_db(db, go)
+    print(f"relayed {n} message{'s' if n != 1 else ''}")
+
+
+@outbox_app.command()
+def status(
+    db: DbOption,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Unsent rows and the relay lag (age of the oldest unsent row)."""
+    state = _on_db(db, outbox_status)
+    if as_json:
+        print(json.dumps(state.as_dict()))
+        return
+    console = Console()
+    console.print(f"unsent: {state.unsent}")
+    oldest = f" (oldest: {state.oldest_unsent_id})" if state.unsent else ""
+    console.print(f"lag: {state.lag:.1f}s{oldest}")
+    console.print(f"claimed by relays: {state.claimed}")
+    console.print(f"sent rows kept: {state.sent_kept}")
+    if state.failed:
+        console.print(
+            f"[red]failed: {state.failed}[/red] (rows the broker refused; see column error)"
+        )
