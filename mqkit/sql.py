@@ -1,4 +1,5 @@
-"""Database URLs and engines for mqkit's SQL features (idempotency, outbox, half messages).
+"""Database URLs, engines and the row form of a message, for mqkit's SQL features
+(idempotency, outbox, half messages).
 
 Plain URLs (`postgresql://...`, `sqlite:///path`) get the async drivers mqkit installs with
 the `sql` extra: psycopg 3 and aiosqlite. URLs naming a driver are used as given.
@@ -6,11 +7,15 @@ the `sql` extra: psycopg 3 and aiosqlite. URLs naming a driver are used as given
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mqkit.errors import MqkitError
+from mqkit.message import Message
 from mqkit.urls import mask
 
 SUPPORTED = ("postgresql", "sqlite")
@@ -51,3 +56,29 @@ def _create(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):  # writers queue on the file lock instead of failing at once
         return create_async_engine(url, connect_args={"timeout": 30})
     return create_async_engine(url, pool_pre_ping=True)
+
+
+def row_of(message: Message) -> dict[str, Any]:
+    """The columns a stored message is written as (outbox and half-message tables)."""
+    return {
+        "id": message.id,
+        "topic": message.topic,
+        "key": message.key,
+        "headers": json.dumps(dict(message.headers), separators=(",", ":")),
+        "body": message.body,
+        "content_type": message.content_type,
+        "created_at": message.timestamp,
+    }
+
+
+def message_of(row: Any) -> Message:
+    """The message a row holds, as the relay publishes it: same id, key, headers, time."""
+    return Message(
+        topic=row.topic,
+        body=bytes(row.body),
+        id=row.id,
+        key=row.key,
+        headers=json.loads(row.headers),
+        content_type=row.content_type,
+        timestamp=row.created_at,
+    )

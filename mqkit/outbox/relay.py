@@ -40,8 +40,7 @@ from mqkit.broker import Broker, dead_letter_copy
 from mqkit.errors import ConfigurationError, MessageTooLargeError, MqkitError
 from mqkit.message import Message
 from mqkit.outbox.schema import CHANNEL, TABLE, create_all, outbox
-from mqkit.outbox.writer import message_of
-from mqkit.sql import check_dialect, engine_for
+from mqkit.sql import check_dialect, engine_for, message_of
 
 log = logging.getLogger("mqkit.outbox")
 

@@ -16,7 +16,6 @@ awaitable, sync ones the message itself.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Awaitable, Mapping
 from typing import Any, overload
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Session
 from mqkit.broker import validate_topic
 from mqkit.message import Message
 from mqkit.outbox.schema import TABLE, outbox
+from mqkit.sql import row_of
 
 SyncTransaction = Session | Connection | sqlite3.Connection
 AsyncTransaction = AsyncSession | AsyncConnection
@@ -96,28 +96,3 @@ def add(
 async def _add_async(tx: AsyncTransaction, row: dict[str, Any], message: Message) -> Message:
     await tx.execute(outbox.insert().values(row))
     return message
-
-
-def row_of(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "topic": message.topic,
-        "key": message.key,
-        "headers": json.dumps(dict(message.headers), separators=(",", ":")),
-        "body": message.body,
-        "content_type": message.content_type,
-        "created_at": message.timestamp,
-    }
-
-
-def message_of(row: Any) -> Message:
-    """The message a row holds, as the relay publishes it: same id, key, headers, time."""
-    return Message(
-        topic=row.topic,
-        body=bytes(row.body),
-        id=row.id,
-        key=row.key,
-        headers=json.loads(row.headers),
-        content_type=row.content_type,
-        timestamp=row.created_at,
-    )

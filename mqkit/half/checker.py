@@ -1,0 +1,158 @@
+"""The check-back: resolve half messages whose producer never said commit or rollback.
+
+    async def check(message: Message) -> Resolution:
+        order = await db.get(Order, message.key)
+        return Resolution.COMMIT if order else Resolution.ROLLBACK
+
+    checker = HalfChecker(broker, store, check, group="orders-service")
+    await checker.run(stop)               # or `mqkit half checker app:check ...`
+
+Each round claims the group's messages whose check time has passed (exclusively: any number
+of checkers can run), asks `check`, and acts: COMMIT publishes, ROLLBACK drops, UNKNOWN (or
+a check that raises or takes longer than `check_timeout`) asks again after `interval`. After
+`max_checks` checks the message goes to `<topic>.dlq` with the reason: never a silent
+discard. A message left mid-commit by a dead producer is published without asking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mqkit.broker import Broker, dead_letter_copy
+from mqkit.half.producer import COMMIT_LEASE
+from mqkit.half.store import (
+    COMMITTING,
+    DEAD_LETTERED,
+    ROLLED_BACK,
+    HalfRecord,
+    HalfStore,
+    Resolution,
+)
+from mqkit.message import Message
+
+log = logging.getLogger("mqkit.half")
+
+Check = Callable[[Message], Resolution | Awaitable[Resolution]]
+
+DEFAULT_INTERVAL = 30.0
+DEFAULT_MAX_CHECKS = 15
+RESOLVED_KEPT = 86_400.0  # resolved records answer late commits for a day, then are purged
+
+
+@dataclass
+class CheckerStats:
+    committed: int = 0
+    rolled_back: int = 0
+    unknown: int = 0
+    dead_lettered: int = 0
+    finished: int = 0  # commits a dead producer left half done
+
+
+class HalfChecker:
+    def __init__(
+        self,
+        broker: Broker,
+        store: HalfStore,
+        check: Check,
+        *,
+        group: str = "default",
+        interval: float = DEFAULT_INTERVAL,
+        max_checks: int = DEFAULT_MAX_CHECKS,
+        check_timeout: float = 10.0,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if max_checks < 1:
+            raise ValueError("max_checks must be at least 1")
+        self.broker = broker
+        self.store = store
+        self.check = check
+        self.group = group
+        self.interval = interval
+        self.max_checks = max_checks
+        self.check_timeout = check_timeout
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.stats = CheckerStats()
+        self._me = f"check-{uuid.uuid4().hex}"
+
+    async def check_once(self) -> int:
+        """One round: claim what is due and resolve it; the number of messages looked at."""
+        due = await self.store.claim_due(
+            self.group, self._me, time.time(), self.interval, self.batch_size
+        )
+        await asyncio.gather(*(self._resolve(record) for record in due))
+        return len(due)
+
+    async def _resolve(self, record: HalfRecord) -> None:
+        message = record.message
+        if record.state == COMMITTING:  # its committer died after deciding
+            await self._publish(message)
+            self.stats.finished += 1
+            return
+        resolution = await self._ask(message)
+        if resolution is Resolution.COMMIT:
+            if await self.store.begin_commit(message.id, self._me, COMMIT_LEASE, held_by=self._me):
+                await self._publish(message)
+                self.stats.committed += 1
+        elif resolution is Resolution.ROLLBACK:
+            if await self.store.resolve(message.id, ROLLED_BACK, held_by=self._me):
+                self.stats.rolled_back += 1
+        elif record.checks >= self.max_checks:
+            await self._dead_letter(message, record.checks)
+        else:
+            self.stats.unknown += 1  # asked again after the interval the claim set
+
+    async def _ask(self, message: Message) -> Resolution:
+        try:
+            if inspect.iscoroutinefunction(self.check):
+                answer = await asyncio.wait_for(self.check(message), self.check_timeout)
+            else:  # a blocking check (a sync database call, say) runs off the event loop
+                answer = await asyncio.wait_for(
+                    asyncio.to_thread(self.check, message), self.check_timeout
+                )
+            if inspect.isawaitable(answer):
+                answer = await asyncio.wait_for(answer, self.check_timeout)
+            return Resolution(answer)
+        except Exception as exc:  # the user's check failed: that is an unknown outcome
+            log.warning("half message %s: check failed (%r); asking again later", message.id, exc)
+            return Resolution.UNKNOWN
+
+    async def _publish(self, message: Message) -> None:
+        await self.broker.publish_batch([message])
+        await self.store.finish_commit(message.id, self._me)
+
+    async def _dead_letter(self, message: Message, checks: int) -> None:
+        reason = (
+            f"half message unresolved: the check of group {self.group!r} answered UNKNOWN "
+            f"{checks} times"
+        )
+        # The DLQ copy goes first: a crash right after it leaves a duplicate note, never none.
+        await self.broker.dead_letter([dead_letter_copy(message, reason, group=self.group)])
+        if await self.store.resolve(message.id, DEAD_LETTERED, held_by=self._me, reason=reason):
+            self.stats.dead_lettered += 1
+            log.error("%s: %s (sent to %s.dlq)", message.id, reason, message.topic)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Check until `stop` is set. Store and broker failures are logged and retried."""
+        stop = stop or asyncio.Event()
+        purged_at = 0.0
+        while not stop.is_set():
+            try:
+                n = await self.check_once()
+                if time.monotonic() - purged_at > 3600:
+                    await self.store.purge_resolved(time.time() - RESOLVED_KEPT)
+                    purged_at = time.monotonic()
+            except Exception as exc:  # the store or the broker is down: try the next round
+                log.warning("half checker: %s (retrying)", exc)
+                n = 0
+            if n < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
