@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import os
+import signal
 import sys
 from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -48,3 +52,31 @@ def pick_url(ctx: typer.Context, url: str | None) -> str | None:
         return url
     root = ctx.find_root().obj
     return root.get("url") if isinstance(root, dict) else None
+
+
+def load_object(target: str, default_attribute: str) -> Any:
+    """What `module:attribute` names, importable from the current directory."""
+    module_name, _, attribute = target.partition(":")
+    attribute = attribute or default_attribute
+    if not module_name:
+        raise UserError(f"expected module:{default_attribute}, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UserError(f"cannot import {module_name!r}: no such module") from None
+        raise
+    found = getattr(module, attribute, None)
+    if found is None:
+        raise UserError(f"module {module_name!r} has no attribute {attribute!r}")
+    return found
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and Ctrl-C set `stop`, so a long-running command finishes what it holds."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)

@@ -12,6 +12,7 @@ from mqkit.cli.common import UrlOption
 from mqkit.cli.consume import consume
 from mqkit.cli.demo import demo
 from mqkit.cli.dlq import dlq_app
+from mqkit.cli.half import half_app
 from mqkit.cli.outbox import outbox_app
 from mqkit.cli.publish import publish
 from mqkit.cli.run import run_command
@@ -53,6 +54,7 @@ app.command("run")(run_command)
 app.command()(demo)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(half_app, name="half")
 
 
 def _quiet_libraries() -> None:

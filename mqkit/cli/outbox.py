@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -14,7 +12,7 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mqkit.cli.common import UrlOption, UserError, pick_url, run
+from mqkit.cli.common import UrlOption, UserError, pick_url, run, stop_on_signals
 from mqkit.outbox.relay import OutboxRelay
 from mqkit.outbox.schema import TABLE, create_all, create_sql
 from mqkit.outbox.status import outbox_status
@@ -105,10 +103,7 @@ def relay(
             if once:
                 return await relayer.drain()
             stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
+            stop_on_signals(stop)
             await relayer.run(stop)
             return relayer.relayed
 

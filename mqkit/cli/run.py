@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
-import sys
 from typing import Annotated
 
 import typer
@@ -15,7 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from mqkit.app import App
-from mqkit.cli.common import UrlOption, UserError, pick_url, run
+from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run
 
 log = logging.getLogger("mqkit")
 
@@ -23,21 +21,7 @@ log = logging.getLogger("mqkit")
 def load_app(target: str) -> App:
     """The App named by `module:attribute` (attribute defaults to `app`), importable from
     the current directory."""
-    module_name, _, attribute = target.partition(":")
-    attribute = attribute or "app"
-    if not module_name:
-        raise UserError(f"expected module:app, got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise UserError(f"cannot import {module_name!r}: no such module") from None
-        raise
-    app = getattr(module, attribute, None)
-    if app is None:
-        raise UserError(f"module {module_name!r} has no attribute {attribute!r}")
+    app = load_object(target, "app")
     if not isinstance(app, App):
         raise UserError(f"{target} is a {type(app).__name__}, not a mqkit.App")
     return app

@@ -1,0 +1,153 @@
+"""`mqkit half list|checker`: prepared messages, and the check-back that resolves them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run, stop_on_signals
+from mqkit.half.checker import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS, HalfChecker
+from mqkit.half.store import HalfRecord, HalfStore
+from mqkit.half.stores import store_for
+from mqkit.registry import connect
+from mqkit.urls import mask
+
+T = TypeVar("T")
+
+half_app = typer.Typer(
+    help="Half messages: list the prepared ones, run the check-back.",
+    no_args_is_help=True,
+)
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        envvar="MQKIT_HALF_STORE",
+        help="Where half messages wait: postgresql://, sqlite:/// or redis:// URL. "
+        "Env: MQKIT_HALF_STORE.",
+    ),
+]
+GroupOption = Annotated[str, typer.Option("--group", "-g", help="The producer group.")]
+
+
+def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
+    """Open the store, run `action`, close; its failures become one line naming it."""
+
+    async def go() -> T:
+        store = store_for(url)
+        try:
+            return await action(store)
+        except (OSError, ConnectionError) as exc:
+            raise UserError(f"half-message store {mask(url)}: {exc}") from None
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "redis", "psycopg"):
+                raise
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise UserError(f"half-message store {mask(url)}: {reason}") from None
+        finally:
+            await store.close()
+
+    return run(go())
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _record(r: HalfRecord) -> dict[str, object]:
+    return {
+        "id": r.message.id,
+        "group": r.group,
+        "topic": r.message.topic,
+        "key": r.message.key,
+        "state": r.state,
+        "checks": r.checks,
+        "age_seconds": round(time.time() - r.message.timestamp, 3),
+        "next_check_at": r.check_at,
+        "reason": r.reason,
+    }
+
+
+@half_app.command("list")
+def list_(
+    store: StoreOption,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Only this group.")] = None,
+    resolved: Annotated[
+        bool, typer.Option("--all", help="Also committed, rolled back and dead-lettered ones.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Prepared messages with their age and check count."""
+    records = _on_store(store, lambda s: s.records(group, resolved=resolved, limit=limit))
+    if as_json:
+        for r in records:
+            print(json.dumps(_record(r)))
+        return
+    table = Table("id", "group", "topic", "state", "checks", "age")
+    for r in records:
+        table.add_row(
+            r.message.id, r.group, r.message.topic, r.state, str(r.checks),
+            _age(time.time() - r.message.timestamp),
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"{len(records)} message{'s' if len(records) != 1 else ''}")
+
+
+@half_app.command()
+def checker(
+    ctx: typer.Context,
+    check: Annotated[
+        str,
+        typer.Argument(
+            help="module:function, the group's check: (Message) -> Resolution (sync or async)."
+        ),
+    ],
+    store: StoreOption,
+    group: GroupOption = "default",
+    url: UrlOption = None,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds before asking again after UNKNOWN.")
+    ] = DEFAULT_INTERVAL,
+    max_checks: Annotated[
+        int, typer.Option("--max-checks", min=1, help="Checks before the DLQ.")
+    ] = DEFAULT_MAX_CHECKS,
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+) -> None:
+    """Resolve the group's prepared messages whose producer went quiet, until stopped."""
+    function = load_object(check, "check")
+    if not callable(function):
+        raise UserError(f"{check} is a {type(function).__name__}, not a function")
+
+    async def go(half_store: HalfStore) -> HalfChecker:
+        async with connect(pick_url(ctx, url)) as broker:
+            checker = HalfChecker(
+                broker, half_store, function, group=group, interval=interval,
+                max_checks=max_checks,
+            )  # fmt: skip
+            if once:
+                await checker.check_once()
+            else:
+                stop = asyncio.Event()
+                stop_on_signals(stop)
+                await checker.run(stop)
+            return checker
+
+    stats = _on_store(store, go).stats
+    print(
+        f"committed {stats.committed}, rolled back {stats.rolled_back}, "
+        f"unknown {stats.unknown}, dead-lettered {stats.dead_lettered}, "
+        f"finished {stats.finished}"
+    )
