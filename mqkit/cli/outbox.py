@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mqkit.cli.common import UrlOption, UserError, pick_url, run, stop_on_signals
-from mqkit.outbox.relay import OutboxRelay
-from mqkit.outbox.schema import TABLE, create_all, create_sql
-from mqkit.outbox.status import outbox_status
 from mqkit.registry import connect
-from mqkit.sql import engine_for
 from mqkit.urls import mask
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+TABLE = "mqkit_outbox"
 
 T = TypeVar("T")
 
@@ -37,14 +36,26 @@ DbOption = Annotated[
 ]
 
 
+def _sql() -> Any:
+    """SQLAlchemy is the `sql` extra, imported only by the commands that need it (it takes
+    most of a second, which every other command would pay)."""
+    try:
+        import sqlalchemy.exc
+    except ModuleNotFoundError:
+        raise UserError('the outbox needs the sql extra: pip install "mqkit[sql]"') from None
+    return sqlalchemy.exc
+
+
 def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Open the database, run `action`, close; database failures become one line naming it."""
+    errors = _sql()
+    from mqkit.sql import engine_for
 
     async def go() -> T:
         engine = engine_for(db)
         try:
             return await action(engine)
-        except SQLAlchemyError as exc:
+        except errors.SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             if "no such table" in reason or "does not exist" in reason:
                 reason = f"no outbox table ({TABLE}); run: mqkit outbox init --db URL"
@@ -63,6 +74,9 @@ def init(
     ] = False,
 ) -> None:
     """Create the outbox table (idempotent)."""
+    _sql()
+    from mqkit.outbox.schema import create_all, create_sql
+
     if sql:
         dialect = "postgresql" if db.startswith(("postgresql", "postgres:")) else "sqlite"
         print(create_sql(dialect), end="")
@@ -93,6 +107,9 @@ def relay(
     ] = False,
 ) -> None:
     """Publish outbox rows to the broker until stopped (SIGTERM/Ctrl-C finish the batch)."""
+    _sql()
+    from mqkit.outbox.relay import OutboxRelay
+    from mqkit.outbox.status import outbox_status
 
     async def go(engine: AsyncEngine) -> int:
         await outbox_status(engine)  # fails fast, in one line, on a missing table
@@ -117,6 +134,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Unsent rows and the relay lag (age of the oldest unsent row)."""
+    _sql()
+    from mqkit.outbox.status import outbox_status
+
     state = _on_db(db, outbox_status)
     if as_json:
         print(json.dumps(state.as_dict()))

@@ -11,9 +11,10 @@ with the idempotency middleware see one effect.
 
 PostgreSQL: the batch is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` inside a
 transaction that lasts until the rows are marked, so relays side by side never claim the same
-row, and a relay that dies releases its rows the moment its connection drops. Each claimed
-key also takes a transaction-scoped advisory lock; other relays skip keys locked that way, so
-one key's messages go out in order however many relays run. Relays sleep on LISTEN (the
+row, and a relay that dies releases its rows the moment its connection drops. A relay first
+takes a transaction-scoped advisory lock on each key it will send and claims rows of those
+keys only; other relays skip locked keys, so one key's messages go out in order however many
+relays run. Relays sleep on LISTEN (the
 table's trigger NOTIFYs on insert) and poll as a fallback.
 
 SQLite has no row locks: a batch is claimed by a lease (`claimed_by`, `claimed_until`) in
@@ -51,10 +52,22 @@ OnPublished = Callable[[Sequence[Message]], Awaitable[None]]
 _LOCK_SPACE = 0x6D716B74
 _COLUMNS = "seq, id, topic, key, headers, body, content_type, created_at"
 
+# PostgreSQL, in three steps within the batch's transaction. The keys at the head of the
+# table; of those, the ones this relay can lock (decided once: a lock test inside the row scan
+# could fail for an early row and succeed for a later one, if its holder committed between
+# the two, and send the later row first); then the rows of those keys (and of no key).
+_HEAD_KEYS_POSTGRES = text(
+    f"""SELECT DISTINCT key FROM (
+  SELECT key FROM {TABLE} WHERE sent_at IS NULL AND error IS NULL ORDER BY seq LIMIT :n) head
+WHERE key IS NOT NULL"""
+)
+_LOCK_KEYS_POSTGRES = text(
+    f"""SELECT k FROM unnest(CAST(:keys AS text[])) AS k
+WHERE pg_try_advisory_xact_lock({_LOCK_SPACE}, hashtext(k))"""
+)
 _CLAIM_POSTGRES = text(
     f"""SELECT {_COLUMNS} FROM {TABLE}
-WHERE sent_at IS NULL AND error IS NULL
-  AND (key IS NULL OR pg_try_advisory_xact_lock({_LOCK_SPACE}, hashtext(key)))
+WHERE sent_at IS NULL AND error IS NULL AND (key IS NULL OR key = ANY(CAST(:keys AS text[])))
 ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED"""
 )
 
@@ -124,7 +137,7 @@ class OutboxRelay:
         """Claim, publish and mark one batch; the number of rows relayed (0: none waiting)."""
         if self._postgres:
             async with self.engine.begin() as conn:
-                rows = (await conn.execute(_CLAIM_POSTGRES, {"n": self.batch_size})).all()
+                rows = await self._claim_postgres(conn)
                 if rows:
                     failed = await self._publish(rows)
                     await self._mark(conn, rows, failed)
@@ -139,6 +152,14 @@ class OutboxRelay:
                     await self._mark(conn, rows, failed)
         self.relayed += len(rows)
         return len(rows)
+
+    async def _claim_postgres(self, conn: AsyncConnection) -> Sequence[Any]:
+        n = self.batch_size
+        head = [r.key for r in await conn.execute(_HEAD_KEYS_POSTGRES, {"n": n})]
+        keys = (
+            [r.k for r in await conn.execute(_LOCK_KEYS_POSTGRES, {"keys": head})] if head else []
+        )
+        return (await conn.execute(_CLAIM_POSTGRES, {"keys": keys, "n": n})).all()
 
     async def drain(self) -> int:
         """Relay until no unsent row is left; the number relayed."""

@@ -272,3 +272,78 @@ def test_dlq_user_errors_are_one_line(url: str) -> None:
         assert result.returncode == 2, args
         lines = result.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("mqkit: error:"), (args, lines)
+
+
+def test_outbox_init_status_and_relay(url: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'app.db'}"
+    ddl = mqkit("outbox", "init", "--db", "postgresql://app@db/app", "--sql")
+    assert ddl.returncode == 0 and b"CREATE TRIGGER mqkit_outbox_notify" in ddl.stdout
+    missing = mqkit("outbox", "status", "--db", db)
+    assert missing.returncode == 2 and b"mqkit outbox init" in missing.stderr
+    assert len(missing.stderr.splitlines()) == 1
+    assert mqkit("outbox", "init", "--db", db).returncode == 0
+    assert mqkit("outbox", "init", "--db", db).returncode == 0  # idempotent
+
+    import sqlite3
+
+    from mqkit import outbox
+
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        ids = [outbox.add(conn, "orders", f"o{i}", key="k").id for i in range(3)]
+    status = mqkit("outbox", "status", "--db", db, "--json")
+    assert json.loads(status.stdout)["unsent"] == 3
+    relayed = mqkit("outbox", "relay", "--db", db, "--once", url=url)
+    assert relayed.returncode == 0 and relayed.stdout == b"relayed 3 messages\n", relayed.stderr
+    got = mqkit("consume", "orders", "--from-beginning", "--count", "3", url=url)
+    assert [json.loads(line)["id"] for line in got.stdout.splitlines()] == ids
+    assert json.loads(mqkit("outbox", "status", "--db", db, "--json").stdout)["unsent"] == 0
+    bad = mqkit("outbox", "relay", "--db", "mysql://x@y/z", url=url)
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+
+
+def test_half_list_and_checker(url: str, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'half.db'}"
+    (tmp_path / "checks.py").write_text(
+        "from mqkit.half import Resolution\n"
+        "def check(message):\n"
+        "    return Resolution.COMMIT if message.body == b'yes' else Resolution.ROLLBACK\n"
+    )
+    prepare = (
+        "import asyncio, sys, mqkit\n"
+        "from mqkit.half import HalfProducer, store_for\n"
+        "async def main():\n"
+        "    async with mqkit.connect(sys.argv[1]) as broker:\n"
+        "        p = HalfProducer(broker, store_for(sys.argv[2]), group='g', check_after=0)\n"
+        "        for body in ('yes', 'no'):\n"
+        "            print((await p.prepare('orders', body)).id)\n"
+        "asyncio.run(main())\n"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", prepare, url, store],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    yes_id, _ = made.stdout.decode().split()
+    listed = [
+        json.loads(line)
+        for line in mqkit("half", "list", "--store", store, "--json").stdout.splitlines()
+    ]
+    assert [(r["state"], r["checks"]) for r in listed] == [("prepared", 0), ("prepared", 0)]
+    table = mqkit("half", "list", "--store", store)
+    assert b"prepared" in table.stdout and b"2 messages" in table.stdout
+    checked = mqkit(
+        "half", "checker", "checks:check", "--store", store, "--group", "g", "--once",
+        url=url, cwd=tmp_path,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert b"committed 1, rolled back 1" in checked.stdout
+    assert mqkit("half", "list", "--store", store, "--json").stdout == b""
+    got = mqkit("consume", "orders", "--from-beginning", "--count", "1", url=url)
+    assert json.loads(got.stdout)["id"] == yes_id
+    wrong = mqkit("half", "checker", "checks:nope", "--store", store, url=url, cwd=tmp_path)
+    assert (
+        wrong.returncode == 2
+        and wrong.stderr == b"mqkit: error: module 'checks' has no attribute 'nope'\n"
+    )
