@@ -78,7 +78,7 @@ def message_of(row: Any) -> Message:
         body=bytes(row.body),
         id=row.id,
         key=row.key,
-        headers=json.loads(row.headers),
+        headers=json.loads(row.headers) if row.headers != "{}" else {},
         content_type=row.content_type,
         timestamp=row.created_at,
     )

@@ -6,16 +6,17 @@
 
 Each round claims a batch of the oldest unsent rows, publishes it and waits for the broker's
 confirms, then deletes the rows (or marks them sent when `retention` keeps them). A crash
-between the confirm and the mark publishes those rows again, with the same ids; consumers
-with the idempotency middleware see one effect.
+between the confirm and the commit of the mark publishes those rows again, with the same
+ids; consumers with the idempotency middleware see one effect.
 
-PostgreSQL: the batch is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` inside a
-transaction that lasts until the rows are marked, so relays side by side never claim the same
-row, and a relay that dies releases its rows the moment its connection drops. A relay first
-takes a transaction-scoped advisory lock on each key it will send and claims rows of those
-keys only; other relays skip locked keys, so one key's messages go out in order however many
-relays run. Relays sleep on LISTEN (the
-table's trigger NOTIFYs on insert) and poll as a fallback.
+PostgreSQL: batches are claimed with `FOR UPDATE SKIP LOCKED` (and marked in the same
+statement) inside a transaction that commits once the broker confirmed them, so relays side
+by side never claim the same row, and a relay that dies releases its rows the moment its
+connection drops. A relay first takes a transaction-scoped advisory lock on each key it will
+send and claims rows of those keys only; other relays skip locked keys, so one key's
+messages go out in order however many relays run. The next batch is claimed while the
+broker confirms the last one. Relays sleep on LISTEN (the table's trigger NOTIFYs on
+insert) and poll as a fallback.
 
 SQLite has no row locks: a batch is claimed by a lease (`claimed_by`, `claimed_until`) in
 one short write, so business transactions are never blocked while the broker is slow; a key
@@ -33,7 +34,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, text, update
+from psycopg.rows import namedtuple_row
+from sqlalchemy import delete, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -52,24 +54,35 @@ OnPublished = Callable[[Sequence[Message]], Awaitable[None]]
 _LOCK_SPACE = 0x6D716B74
 _COLUMNS = "seq, id, topic, key, headers, body, content_type, created_at"
 
-# PostgreSQL, in three steps within the batch's transaction. The keys at the head of the
-# table; of those, the ones this relay can lock (decided once: a lock test inside the row scan
-# could fail for an early row and succeed for a later one, if its holder committed between
-# the two, and send the later row first); then the rows of those keys (and of no key).
-_HEAD_KEYS_POSTGRES = text(
-    f"""SELECT DISTINCT key FROM (
-  SELECT key FROM {TABLE} WHERE sent_at IS NULL AND error IS NULL ORDER BY seq LIMIT :n) head
-WHERE key IS NOT NULL"""
-)
-_LOCK_KEYS_POSTGRES = text(
-    f"""SELECT k FROM unnest(CAST(:keys AS text[])) AS k
-WHERE pg_try_advisory_xact_lock({_LOCK_SPACE}, hashtext(k))"""
-)
-_CLAIM_POSTGRES = text(
-    f"""SELECT {_COLUMNS} FROM {TABLE}
-WHERE sent_at IS NULL AND error IS NULL AND (key IS NULL OR key = ANY(CAST(:keys AS text[])))
-ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED"""
-)
+# PostgreSQL, one statement: the keys at the head of the table; those this relay can lock,
+# decided once for all of them (a lock test inside the row scan could fail for an early row
+# and succeed for a later one, if its holder committed between the two, and send the later
+# row first); the oldest rows of those keys (and of no key), skipping rows locked by other
+# relays; marked (deleted, or stamped with sent_at) in the same statement. The transaction
+# commits only after the broker confirmed them.
+_CLAIM_POSTGRES = f"""WITH head AS (
+  SELECT DISTINCT key FROM (
+    SELECT key FROM {TABLE} WHERE sent_at IS NULL AND error IS NULL ORDER BY seq LIMIT :n) h
+  WHERE key IS NOT NULL),
+mine AS MATERIALIZED (
+  SELECT key FROM head WHERE pg_try_advisory_xact_lock({_LOCK_SPACE}, hashtext(key))),
+claimed AS (
+  SELECT seq FROM {TABLE}
+  WHERE sent_at IS NULL AND error IS NULL AND (key IS NULL OR key IN (SELECT key FROM mine))
+  ORDER BY seq LIMIT :n FOR UPDATE SKIP LOCKED)
+{{mark}}
+RETURNING o.seq, o.id, o.topic, o.key, o.headers, o.body, o.content_type, o.created_at"""
+# Run on psycopg's own cursor (%(name)s parameters): it returns plain tuples, sparing the
+# relay SQLAlchemy's row objects, a measurable share of its CPU at 500 rows a batch.
+_DELETE_CLAIMED = _CLAIM_POSTGRES.format(
+    mark=f"DELETE FROM {TABLE} o USING claimed WHERE o.seq = claimed.seq"
+).replace(":n", "%(n)s")
+_STAMP_CLAIMED = _CLAIM_POSTGRES.format(
+    mark=f"UPDATE {TABLE} o SET sent_at = %(now)s FROM claimed WHERE o.seq = claimed.seq"
+).replace(":n", "%(n)s")
+# Batches a PostgreSQL relay claims in one transaction: it claims the next while the broker
+# confirms the last, so the database and the broker work at the same time.
+_BATCHES_PER_TRANSACTION = 8
 
 _CLAIM_SQLITE = text(
     f"""UPDATE {TABLE} SET claimed_by = :me, claimed_until = :until
@@ -104,7 +117,7 @@ class OutboxRelay:
         """`retention`: seconds to keep sent rows (0 deletes them at once). `lease`: SQLite
         only, how long a claimed batch is held before another relay may take it over.
         `on_published`: called with each batch after the broker confirmed it and before
-        its rows are marked (metrics; the crash tests kill the relay there)."""
+        its marks are committed (metrics; the crash tests kill the relay there)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._owns = isinstance(db, str)
@@ -134,32 +147,53 @@ class OutboxRelay:
     # -- one round ------------------------------------------------------------------------------
 
     async def relay_once(self) -> int:
-        """Claim, publish and mark one batch; the number of rows relayed (0: none waiting)."""
-        if self._postgres:
-            async with self.engine.begin() as conn:
-                rows = await self._claim_postgres(conn)
-                if rows:
-                    failed = await self._publish(rows)
-                    await self._mark(conn, rows, failed)
-        else:
-            now = time.time()
-            params = {"me": self._me, "now": now, "until": now + self.lease, "n": self.batch_size}
-            async with self.engine.begin() as conn:
-                rows = sorted((await conn.execute(_CLAIM_SQLITE, params)).all(), key=_seq)
-            if rows:
-                failed = await self._publish(rows)
-                async with self.engine.begin() as conn:
-                    await self._mark(conn, rows, failed)
-        self.relayed += len(rows)
-        return len(rows)
+        """Relay what is waiting, up to a few batches; the number of rows relayed (0: none)."""
+        n = await (self._relay_postgres() if self._postgres else self._relay_sqlite())
+        self.relayed += n
+        return n
+
+    async def _relay_postgres(self) -> int:
+        """Claim-and-mark batches in one transaction, each claimed while the broker confirms
+        the one before; published strictly one after the other, so a key's order holds. The
+        marks commit once every batch is confirmed; a failure rolls them all back."""
+        total = 0
+        async with self.engine.begin() as conn:
+            rows = await self._claim_postgres(conn)
+            for batch in range(_BATCHES_PER_TRANSACTION):
+                if not rows:
+                    break
+                publishing = asyncio.ensure_future(self._publish(rows))
+                more: Sequence[Any] = []
+                try:
+                    full = len(rows) == self.batch_size
+                    if full and batch + 1 < _BATCHES_PER_TRANSACTION:
+                        more = await self._claim_postgres(conn)
+                finally:
+                    failed = await publishing  # raises (and rolls back) if publishing failed
+                if failed:
+                    await self._keep_failed(conn, rows, failed)
+                total += len(rows)
+                rows = more
+        return total
 
     async def _claim_postgres(self, conn: AsyncConnection) -> Sequence[Any]:
-        n = self.batch_size
-        head = [r.key for r in await conn.execute(_HEAD_KEYS_POSTGRES, {"n": n})]
-        keys = (
-            [r.k for r in await conn.execute(_LOCK_KEYS_POSTGRES, {"keys": head})] if head else []
-        )
-        return (await conn.execute(_CLAIM_POSTGRES, {"keys": keys, "n": n})).all()
+        claim = _STAMP_CLAIMED if self.retention > 0 else _DELETE_CLAIMED
+        driver = (await conn.get_raw_connection()).driver_connection
+        async with driver.cursor(row_factory=namedtuple_row) as cursor:  # type: ignore[union-attr]
+            await cursor.execute(claim, {"n": self.batch_size, "now": time.time()})
+            rows = await cursor.fetchall()
+        return sorted(rows, key=_seq)
+
+    async def _relay_sqlite(self) -> int:
+        now = time.time()
+        params = {"me": self._me, "now": now, "until": now + self.lease, "n": self.batch_size}
+        async with self.engine.begin() as conn:
+            rows = sorted((await conn.execute(_CLAIM_SQLITE, params)).all(), key=_seq)
+        if rows:
+            failed = await self._publish(rows)
+            async with self.engine.begin() as conn:
+                await self._mark_sqlite(conn, rows, failed)
+        return len(rows)
 
     async def drain(self) -> int:
         """Relay until no unsent row is left; the number relayed."""
@@ -207,21 +241,31 @@ class OutboxRelay:
         await self.broker.dead_letter(notes)
         self.failed += len(failed)
 
-    async def _mark(
+    async def _mark_sqlite(
         self, conn: AsyncConnection, rows: Sequence[Any], failed: dict[int, str]
     ) -> None:
-        seqs = [r.seq for r in rows if r.seq not in failed]
-        mine: list[ColumnElement[bool]] = [outbox.c.seq.in_(seqs)]
-        if not self._postgres:
-            mine.append(outbox.c.claimed_by == self._me)
+        mine = [outbox.c.seq.in_([r.seq for r in rows]), outbox.c.claimed_by == self._me]
         if self.retention > 0:
             await conn.execute(
                 update(outbox).where(*mine).values(sent_at=time.time(), claimed_by=None)
             )
         else:
             await conn.execute(delete(outbox).where(*mine))
-        for seq, error in failed.items():
-            await conn.execute(update(outbox).where(outbox.c.seq == seq).values(error=error[:2000]))
+        await self._keep_failed(conn, rows, failed)
+
+    async def _keep_failed(
+        self, conn: AsyncConnection, rows: Sequence[Any], failed: dict[int, str]
+    ) -> None:
+        """Put refused rows back as unsent, with their error (the claim marked them)."""
+        for row in rows:
+            if row.seq in failed:
+                values = {**row._asdict(), "error": failed[row.seq][:2000], "sent_at": None}
+                statement = (
+                    update(outbox).where(outbox.c.seq == row.seq).values(**values)
+                    if self.retention > 0
+                    else outbox.insert().values(**values)
+                )
+                await conn.execute(statement)
 
     async def purge_sent(self) -> int:
         """Delete sent rows older than the retention; the number deleted."""

@@ -32,6 +32,7 @@ from mqkit.sql import row_of
 SyncTransaction = Session | Connection | sqlite3.Connection
 AsyncTransaction = AsyncSession | AsyncConnection
 
+_INSERT = outbox.insert()  # built once: the values go as parameters
 _COLUMNS = ("id", "topic", "key", "headers", "body", "content_type", "created_at")
 _SQLITE3_INSERT = (
     f"INSERT INTO {TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -85,7 +86,7 @@ def add(
     if isinstance(tx, AsyncSession | AsyncConnection):
         return _add_async(tx, row, message)
     if isinstance(tx, Session | Connection):
-        tx.execute(outbox.insert().values(row))
+        tx.execute(_INSERT, row)
         return message
     raise TypeError(
         "outbox.add needs a SQLAlchemy Session, AsyncSession, Connection or AsyncConnection, "
@@ -94,5 +95,5 @@ def add(
 
 
 async def _add_async(tx: AsyncTransaction, row: dict[str, Any], message: Message) -> Message:
-    await tx.execute(outbox.insert().values(row))
+    await tx.execute(_INSERT, row)
     return message
