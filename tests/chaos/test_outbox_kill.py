@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROWS, KEYS, KILLS = 10_000, 50, 20
 
-# Prints each confirmed batch's ids, then pauses before marking: the test kills it there.
+# Prints each confirmed batch's ids, then pauses before going on: the test kills it there.
 RELAY = """
 import asyncio, sys, mqkit
 from mqkit.outbox import OutboxRelay
@@ -40,7 +40,7 @@ async def main():
         sys.stdout.flush()
         await asyncio.sleep(float(sys.argv[3]))
     async with mqkit.connect(sys.argv[2]) as broker:
-        relay = OutboxRelay(sys.argv[1], broker, batch_size=500, on_published=on_published)
+        relay = OutboxRelay(sys.argv[1], broker, batch_size=100, on_published=on_published)
         print("ready", flush=True)
         await relay.run()
 asyncio.run(main())
@@ -86,15 +86,14 @@ async def test_relay_killed_between_confirm_and_mark(tmp_path: Path) -> None:
         async with mqkit.connect(broker_url) as broker:  # the consumer group exists first
             await (await broker.subscribe(topic, group="effects")).close()
 
-        # Killed after its 1st confirmed batch (nothing marked) or its 2nd (one marked): 20
-        # kills, 10 batches of the 20 marked on the way, the last relay marks the rest.
+        # Batches of 100, eight to a transaction: killed after its 1st, 5th or 9th confirmed
+        # batch, so some kills leave a transaction half done and some follow a commit.
         confirmed_before_kill: set[str] = set()
         for kill in range(KILLS):
-            relay = start_relay(db.url, broker_url, pause=1.0)
+            relay = start_relay(db.url, broker_url, pause=0.2)
             assert await read_line(relay) == "ready"
-            for _ in range(1 + kill % 2):
-                line = await read_line(relay)
-            confirmed_before_kill.update(line.split()[1:])
+            for _ in range((1, 5, 9)[kill % 3]):
+                confirmed_before_kill.update((await read_line(relay)).split()[1:])
             relay.kill()
             relay.wait()
         relay = start_relay(db.url, broker_url, pause=0.0)
@@ -150,6 +149,7 @@ async def test_relay_killed_between_confirm_and_mark(tmp_path: Path) -> None:
     assert not any(b.startswith(b"rolled-back") for b in (m.body for m in arrivals))
     duplicated = {i for i, n in tally.received.items() if n > 1}
     assert duplicated <= confirmed_before_kill  # only what a killed relay had confirmed
+    assert duplicated  # the kills did land between confirm and commit
     assert sum(effects.values()) == ROWS and max(effects.values()) == 1
     position = {m.id: n for n, m in enumerate(written)}
     seen: set[str] = set()
