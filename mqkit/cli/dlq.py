@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mqkit.cli.common import UrlOption, UserError, pick_url, run
+from mqkit.cli.common import UrlOption, UserError, age, pick_url, run
 from mqkit.dlq import DeadLetter, DeadLetters
 from mqkit.registry import connect
 
@@ -50,13 +50,6 @@ def _on_dlq(
             return await action(DeadLetters(broker, topic, idle=wait))
 
     return run(go())
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _record(dead: DeadLetter) -> dict[str, object]:
@@ -107,7 +100,7 @@ def list_command(
         table.add_column(column, overflow="fold")
     now = time.time()
     for dead in found:
-        table.add_row(dead.id, dead.group, str(dead.attempts), dead.error[:80], _age(dead.age(now)))
+        table.add_row(dead.id, dead.group, str(dead.attempts), dead.error[:80], age(dead.age(now)))
     Console().print(table)
 
 

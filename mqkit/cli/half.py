@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run, stop_on_signals
+from mqkit.cli.common import UrlOption, UserError, age, load_object, pick_url, run, stop_on_signals
 from mqkit.half.checker import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS, HalfChecker
 from mqkit.half.store import HalfRecord, HalfStore
 from mqkit.half.stores import store_for
@@ -58,13 +58,6 @@ def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
     return run(go())
 
 
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 def _record(r: HalfRecord) -> dict[str, object]:
     return {
         "id": r.message.id,
@@ -99,7 +92,7 @@ def list_(
     for r in records:
         table.add_row(
             r.message.id, r.group, r.message.topic, r.state, str(r.checks),
-            _age(time.time() - r.message.timestamp),
+            age(time.time() - r.message.timestamp),
         )  # fmt: skip
     console = Console()
     console.print(table)

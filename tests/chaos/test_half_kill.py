@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from mqkit.broker import Broker
 from mqkit.half import HalfChecker, Resolution, store_for
 from mqkit.half.redis import RedisHalfStore
 from tests.chaos.conftest import ROOT, URLS, Tally
+from tests.half.test_half import visible
 from tests.outbox.conftest import POSTGRES
 
 pytestmark = pytest.mark.slow
@@ -65,18 +65,6 @@ CASES = {  # store -> broker
 }
 
 
-async def everything(broker: Broker, topic: str, group: str, quiet: float) -> list[mqkit.Message]:
-    out: list[mqkit.Message] = []
-    async with await broker.subscribe(topic, group=group, start="earliest") as sub:
-        while True:
-            try:
-                d = await asyncio.wait_for(anext(sub), quiet)
-            except TimeoutError:
-                return out
-            out.append(d.message)
-            await d.ack()
-
-
 @pytest.mark.parametrize("store_name", list(CASES))
 async def test_half_messages_with_the_producer_killed(tmp_path: Path, store_name: str) -> None:
     group = f"half-{uuid.uuid4().hex[:8]}"
@@ -116,7 +104,7 @@ async def test_half_messages_with_the_producer_killed(tmp_path: Path, store_name
         try:
             line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 120)
             assert line == b"prepared\n", line
-            before_commit = await everything(broker, topic, "reader", quiet=1.0)
+            before_commit = await visible(broker, topic, wait=1.0)
             producer.stdin.write(b"go\n")
             producer.stdin.flush()
             line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 120)
@@ -149,7 +137,7 @@ async def test_half_messages_with_the_producer_killed(tmp_path: Path, store_name
         left = await stores[0].records(group)
         for s in stores:
             await s.close()
-        arrived = before_commit + await everything(broker, topic, "reader", quiet=2.0)
+        arrived = before_commit + await visible(broker, topic, wait=2.0)
 
     committed_first = {i for i in range(N) if i % 3 == 0}
     unknown_committed = {i for i in range(N) if i % 3 == 2 and i % 2 == 0}

@@ -54,10 +54,12 @@ def group() -> str:  # the PostgreSQL table is shared by tests: each test its ow
     return f"g-{uuid.uuid4().hex[:8]}"
 
 
-async def visible(broker: Broker, topic: str, wait: float = 0.3) -> list[Message]:
-    """Everything a consumer can read from the topic now."""
+async def visible(
+    broker: Broker, topic: str, wait: float = 0.3, group: str = "reader"
+) -> list[Message]:
+    """Everything a consumer of `group` can read from the topic until `wait` s pass quietly."""
     out: list[Message] = []
-    async with await broker.subscribe(topic, group="reader", start="earliest") as sub:
+    async with await broker.subscribe(topic, group=group, start="earliest") as sub:
         while True:
             try:
                 d = await asyncio.wait_for(anext(sub), wait)
