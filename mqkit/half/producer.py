@@ -46,7 +46,9 @@ class HalfMessage:
         return self.message.id
 
     async def commit(self) -> Message:
-        """Make the message visible: publish it and wait for the broker's confirm."""
+        """Make the message visible: publish it and wait for the broker's confirm. Once
+        called, the commit stands: if the broker cannot be reached, this raises and a
+        checker publishes the message after the commit lease (60 s)."""
         return await self._producer.commit(self.message.id)
 
     async def rollback(self) -> None:
