@@ -1,5 +1,14 @@
-"""Webhooks: Standard Webhooks signatures (more of issue 6 builds on this)."""
+"""Webhooks: Standard Webhooks signatures and the SSRF guard (the fan-out builds on these)."""
 
 from mqkit.webhooks.signing import Secret, WebhookVerificationError, sign, verify
+from mqkit.webhooks.ssrf import SsrfError, SsrfGuard, Target
 
-__all__ = ["Secret", "WebhookVerificationError", "sign", "verify"]
+__all__ = [
+    "Secret",
+    "SsrfError",
+    "SsrfGuard",
+    "Target",
+    "WebhookVerificationError",
+    "sign",
+    "verify",
+]
