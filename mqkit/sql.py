@@ -7,9 +7,11 @@ the `sql` extra: psycopg 3 and aiosqlite. URLs naming a driver are used as given
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -56,6 +58,35 @@ def _create(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):  # writers queue on the file lock instead of failing at once
         return create_async_engine(url, connect_args={"timeout": 30})
     return create_async_engine(url, pool_pre_ping=True)
+
+
+class SqlTables:
+    """What a SQL-backed store shares: its database, given as a URL (the store owns the
+    engine and disposes of it on close) or as the caller's engine, and its tables, created
+    on first use (teams that migrate with Alembic can take `metadata` instead)."""
+
+    def __init__(
+        self, metadata: MetaData, url: str | None = None, *, engine: AsyncEngine | None = None
+    ) -> None:
+        if (url is None) == (engine is None):
+            raise ValueError("give either a database URL or an engine")
+        self._owns = engine is None
+        self.engine = engine or engine_for(url or "")
+        check_dialect(self.engine)
+        self._metadata = metadata
+        self._created = False
+        self._creating = asyncio.Lock()
+
+    async def create(self) -> None:
+        async with self._creating:
+            if not self._created:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(self._metadata.create_all)
+                self._created = True
+
+    async def close(self) -> None:
+        if self._owns:
+            await self.engine.dispose()
 
 
 def row_of(message: Message) -> dict[str, Any]:

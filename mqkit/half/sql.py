@@ -7,7 +7,6 @@ PostgreSQL; SQLite runs one writer at a time, which makes the same claim exclusi
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -36,7 +35,7 @@ from mqkit.half.store import (
     HalfRecord,
 )
 from mqkit.message import Message
-from mqkit.sql import check_dialect, engine_for, message_of, row_of
+from mqkit.sql import SqlTables, message_of, row_of
 
 TABLE = "mqkit_half"
 metadata = MetaData()
@@ -76,27 +75,14 @@ WHERE id IN (
 RETURNING *"""
 
 
-class SqlHalfStore:
+class SqlHalfStore(SqlTables):
     """`SqlHalfStore("postgresql://...")`, `SqlHalfStore("sqlite:///half.db")`, or an engine.
     The table is created on first use (or take `half` from this module for migrations)."""
 
     def __init__(self, url: str | None = None, *, engine: AsyncEngine | None = None) -> None:
-        if (url is None) == (engine is None):
-            raise ValueError("give either a database URL or an engine")
-        self._owns = engine is None
-        self.engine = engine or engine_for(url or "")
-        check_dialect(self.engine)
+        super().__init__(metadata, url, engine=engine)
         lock = "FOR UPDATE SKIP LOCKED" if self.engine.dialect.name == "postgresql" else ""
         self._claim = text(_CLAIM.format(lock=lock))
-        self._created = False
-        self._creating = asyncio.Lock()
-
-    async def create(self) -> None:
-        async with self._creating:
-            if not self._created:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-                self._created = True
 
     async def prepare(self, group: str, message: Message, check_at: float) -> None:
         await self.create()
@@ -177,10 +163,6 @@ class SqlHalfStore:
         statement = delete(half).where(half.c.state.not_in(ACTIVE), half.c.resolved_at < older_than)
         async with self.engine.begin() as conn:
             return int((await conn.execute(statement)).rowcount)
-
-    async def close(self) -> None:
-        if self._owns:
-            await self.engine.dispose()
 
 
 def _record(row: Any) -> HalfRecord:

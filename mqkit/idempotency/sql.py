@@ -16,7 +16,6 @@ effects live elsewhere.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete, select, update
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mqkit.idempotency.middleware import DAY
 from mqkit.idempotency.store import Claim
 from mqkit.middleware import CallNext, Context, Middleware
-from mqkit.sql import check_dialect, engine_for
+from mqkit.sql import SqlTables
 
 _DONE = "done"  # tokens are 32 hex digits, so never this
 CONNECTION = "mqkit.sql.connection"
@@ -41,25 +40,12 @@ processed = Table(
 )
 
 
-class SqlStore:
+class SqlStore(SqlTables):
     """`SqlStore(url)` or `SqlStore(engine=...)`; `create()` makes the table if missing
     (teams that migrate with Alembic can take `processed` from this module instead)."""
 
     def __init__(self, url: str | None = None, *, engine: AsyncEngine | None = None) -> None:
-        if (url is None) == (engine is None):
-            raise ValueError("give either a database URL or an engine")
-        self._owns = engine is None
-        self.engine = engine or engine_for(url or "")
-        check_dialect(self.engine)
-        self._created = False
-        self._creating = asyncio.Lock()
-
-    async def create(self) -> None:
-        async with self._creating:
-            if not self._created:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-                self._created = True
+        super().__init__(metadata, url, engine=engine)
 
     # -- exactly-once effects ------------------------------------------------------------------
 
@@ -123,10 +109,6 @@ class SqlStore:
                 delete(processed).where(processed.c.expires_at <= time.time())
             )
         return int(result.rowcount)
-
-    async def close(self) -> None:
-        if self._owns:
-            await self.engine.dispose()
 
     async def _take(self, conn: AsyncConnection, key: str, holder: str, ttl: float) -> bool:
         """Insert the key, or take it over if its mark expired; False if someone holds it."""
