@@ -70,7 +70,9 @@ async def _demo(url: str | None, orders: int, concurrency: int) -> None:
     failures: dict[int, int] = {}
 
     broker = await connect(url).start()
-    console.print(f"broker [bold]{broker.safe_url}[/]  topic [bold]{topic}[/]")
+    # The facts go out unwrapped (soft_wrap): a script or a narrow terminal reading this
+    # output must find "succeeded after 2 retries" on one line.
+    console.print(f"broker [bold]{broker.safe_url}[/]  topic [bold]{topic}[/]", soft_wrap=True)
     app = App(
         broker=broker,
         retry=RetryPolicy(max_attempts=5, base_delay=0.2, max_delay=1.0),
@@ -116,10 +118,11 @@ async def _demo(url: str | None, orders: int, concurrency: int) -> None:
     console.print(
         f"[green]done[/]: {stats.handled} handled in {elapsed:.2f}s; order {flaky_id} "
         f"succeeded after {failures.get(flaky_id, 0)} retries; "
-        f"{stats.dead_lettered} dead-lettered to {topic}.dlq"
+        f"{stats.dead_lettered} dead-lettered to {topic}.dlq",
+        soft_wrap=True,
     )
     if dead is not None:
-        console.print(f"dead letter {dead.id}: {dead.headers.get('mqkit-error')}")
+        console.print(f"dead letter {dead.id}: {dead.headers.get('mqkit-error')}", soft_wrap=True)
 
 
 async def _first_dead_letter(broker: Broker, topic: str) -> Message | None:

@@ -21,8 +21,11 @@ def mqkit(
     stdin: bytes | None = None,
     timeout: float = 60,
     cwd: Path | None = None,
+    columns: int | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     env.pop("MQKIT_URL", None)
     if url:
         env["MQKIT_URL"] = url
@@ -185,7 +188,8 @@ def test_run_stops_gracefully_on_sigterm(url: str, tmp_path: Path) -> None:
 
 
 def test_demo_finishes_by_itself(url: str) -> None:
-    r = mqkit("demo", "--orders", "60", url=url, timeout=120)
+    # A narrow terminal: the summary must still come out one fact per line, unwrapped.
+    r = mqkit("demo", "--orders", "60", url=url, timeout=120, columns=40)
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr
     assert "done: 59 handled" in out and "succeeded after 2 retries" in out
