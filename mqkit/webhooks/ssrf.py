@@ -71,6 +71,7 @@ def why_refused(address: IPAddress) -> str | None:
 class SsrfGuard:
     def __init__(self, allow: Iterable[str] = ()) -> None:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in allow]
+        self._literals: dict[str, tuple[str, ...]] = {}
 
     def allowed(self, address: IPAddress) -> bool:
         return any(address in network for network in self.allow)
@@ -88,20 +89,42 @@ class SsrfGuard:
         except ValueError:
             raise SsrfError(f"refused {url!r}: bad port") from None
         try:
+            addresses = await self.addresses(host, port)
+        except SsrfError as exc:
+            raise SsrfError(f"refused {url!r}: {exc}") from None
+        return Target(parts.scheme, host, port, addresses)
+
+    async def addresses(self, host: str, port: int) -> tuple[str, ...]:
+        """Resolve `host` and check every address it has; the addresses, in resolver order.
+        An IP literal's verdict cannot change, so it is computed once."""
+        known = self._literals.get(host)
+        if known is not None:
+            return known
+        try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )
         except (socket.gaierror, UnicodeError) as exc:
-            raise SsrfError(f"refused {url!r}: cannot resolve {host} ({exc})") from None
+            raise SsrfError(f"cannot resolve {host} ({exc})") from None
         addresses: list[str] = []
         for *_, sockaddr in infos:
             text = str(sockaddr[0]).split("%", 1)[0]  # an IPv6 zone id is not part of it
             address = ipaddress.ip_address(text)
             reason = None if self.allowed(address) else why_refused(address)
             if reason:
-                raise SsrfError(f"refused {url!r}: {host} is {address}, {reason}")
+                raise SsrfError(f"{host} is {address}, {reason}")
             if text not in addresses:
                 addresses.append(text)
         if not addresses:
-            raise SsrfError(f"refused {url!r}: {host} has no address")
-        return Target(parts.scheme, host, port, tuple(addresses))
+            raise SsrfError(f"{host} has no address")
+        if _is_literal(host) and len(self._literals) < 10_000:
+            self._literals[host] = tuple(addresses)
+        return tuple(addresses)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,369 @@
+"""The dispatcher: consumes topics as a consumer group and POSTs each message to every
+enabled endpoint subscribed to its topic, signed per the Standard Webhooks spec.
+
+    async with Dispatcher(broker, registry, log, topics=["orders"]) as dispatcher:
+        await dispatcher.run(stop)
+
+Run more dispatchers (same group) to scale out. A message's first attempts run as soon as it
+arrives; the message is acked once each endpoint has it or has a retry scheduled on the
+broker (a delayed message on `retry_topic`), so a crash loses nothing and repeats at most
+the attempts in flight, with the same `webhook-id`, which receivers deduplicate on.
+
+Outcomes: 2xx delivered; 410 disables the endpoint; 429/502/503/504 throttle the endpoint
+for the Retry-After they send (the next attempt is never earlier); anything else, a 3xx
+(never followed), a timeout or a refused address, is a failure retried on the schedule.
+After the last attempt the message is recorded as failed and a `webhook.attempt.exhausted`
+event goes to `events_topic`. An endpoint failing without a success for `disable_after`
+(default 5 days), or tripping the failure-rate breaker, is disabled (event
+`webhook.endpoint.disabled`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from mqkit.broker import Broker, Delivery, Subscription
+from mqkit.message import Message
+from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
+from mqkit.webhooks.client import Response, WebhookClient
+from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
+from mqkit.webhooks.lanes import Breaker, Lane
+from mqkit.webhooks.schedule import Schedule, retry_after
+from mqkit.webhooks.signing import sign
+
+log = logging.getLogger("mqkit.webhooks")
+
+GROUP = "mqkit-webhooks"
+RETRY_TOPIC = "mqkit.webhooks.retry"
+EVENTS_TOPIC = "mqkit.webhooks.events"
+DISABLE_AFTER = 5 * 24 * 3600.0
+THROTTLING = frozenset({429, 502, 503, 504})
+# Headers a retry carries: which endpoint, which attempt comes next, the original topic.
+H_ENDPOINT = "mqkit-webhook-endpoint"
+H_ATTEMPT = "mqkit-webhook-attempt"
+H_TOPIC = "mqkit-webhook-topic"
+_OWN = (H_ENDPOINT, H_ATTEMPT, H_TOPIC)
+
+
+def retry_job(
+    message: Message, endpoint_id: str, topic: str, attempt: int, retry_topic: str = RETRY_TOPIC
+) -> Message:
+    """The message as a retry: same id and body, plus which endpoint and attempt it is for."""
+    headers = {**message.headers, H_ENDPOINT: endpoint_id, H_ATTEMPT: str(attempt), H_TOPIC: topic}
+    return message.with_changes(topic=retry_topic, key=None, headers=headers, attempt=0)
+
+
+@dataclass
+class DispatchStats:
+    delivered: int = 0
+    failed_attempts: int = 0
+    exhausted: int = 0
+    deferred: int = 0
+    disabled: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        broker: Broker,
+        registry: EndpointRegistry,
+        attempt_log: AttemptLog,
+        *,
+        topics: Sequence[str] | None = None,
+        group: str = GROUP,
+        client: WebhookClient | None = None,
+        schedule: Schedule | None = None,
+        retry_topic: str = RETRY_TOPIC,
+        events_topic: str = EVENTS_TOPIC,
+        disable_after: float = DISABLE_AFTER,
+        breaker: Breaker | None = None,
+        refresh: float = 5.0,
+        in_flight: int = 512,
+        content_type: str = "application/json",
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.attempt_log = attempt_log
+        self.topics = list(topics) if topics else None
+        self.group = group
+        self.client = client or WebhookClient()
+        self.schedule = schedule or Schedule()
+        self.retry_topic = retry_topic
+        self.events_topic = events_topic
+        self.disable_after = disable_after
+        self.breaker = breaker or Breaker()
+        self.refresh = refresh
+        self.in_flight = in_flight
+        self.content_type = content_type
+        self.stats = DispatchStats()
+        self._endpoints: list[Endpoint] = []
+        self._lanes: dict[str, Lane] = {}
+        self._subscriptions: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._budget = asyncio.Semaphore(in_flight)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.load_endpoints()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def load_endpoints(self) -> None:
+        endpoints = await self.registry.list()
+        lanes: dict[str, Lane] = {}
+        for endpoint in endpoints:
+            lane = self._lanes.get(endpoint.id)
+            if lane is None:
+                lane = Lane(endpoint, self.breaker)
+            else:
+                lane.refresh(endpoint)
+            lanes[endpoint.id] = lane
+        self._endpoints, self._lanes = endpoints, lanes
+
+    def source_topics(self) -> list[str]:
+        """The topics given, else every plain topic (not a pattern) an endpoint names."""
+        if self.topics:
+            return self.topics
+        named = {t for e in self._endpoints for t in e.topics if not any(c in t for c in "*?[")}
+        return sorted(named)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop` is set, then let attempts in flight finish."""
+        topics = self.source_topics()
+        if not topics:
+            raise ValueError("no topics to dispatch: add an endpoint or name --topic")
+        for topic in [*topics, self.retry_topic]:
+            sub = await self.broker.subscribe(topic, group=self.group, prefetch=self.in_flight)
+            self._subscriptions.append(sub)
+        loops = [asyncio.create_task(self._consume(sub)) for sub in self._subscriptions]
+        loops.append(asyncio.create_task(self._refresh_forever()))
+        try:
+            await stop.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            for sub in self._subscriptions:
+                await sub.close()
+            self._subscriptions.clear()
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.attempt_log.flush()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh)
+            try:
+                await self.load_endpoints()
+            except Exception as exc:  # keep dispatching with what we have
+                log.warning("cannot re-read webhook endpoints: %s", exc)
+
+    async def _consume(self, subscription: Subscription) -> None:
+        handle = self._retry if subscription.topic == self.retry_topic else self._fan_out
+        async for delivery in subscription:
+            await self._budget.acquire()
+            task = asyncio.create_task(handle(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._budget.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook dispatch failed", exc_info=task.exception())
+
+    # -- a message from a source topic ---------------------------------------------------------
+
+    async def _fan_out(self, delivery: Delivery) -> None:
+        message = delivery.message
+        targets = [e for e in self._endpoints if e.enabled and e.matches(message.topic)]
+        results = await asyncio.gather(
+            *(self._first_attempt(e, message) for e in targets), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            # A retry could not be scheduled (the broker is down): have the whole message
+            # again later; endpoints that got it will get it again with the same webhook-id.
+            log.warning("cannot schedule webhook retries for %s: %s", message.id, errors[0])
+            await delivery.nack(delay=5.0)
+        else:
+            await delivery.ack()
+
+    async def _first_attempt(self, endpoint: Endpoint, message: Message) -> None:
+        lane = self._lanes[endpoint.id]
+        wait = lane.defer_for(time.time())
+        if wait is not None:
+            await self._schedule(endpoint, message, message.topic, 1, wait)
+            self.stats.deferred += 1
+            return
+        await self._attempt(lane, message, message.topic, 1)
+
+    # -- a retry --------------------------------------------------------------------------------
+
+    async def _retry(self, delivery: Delivery) -> None:
+        job = delivery.message
+        endpoint_id = job.headers.get(H_ENDPOINT, "")
+        topic = job.headers.get(H_TOPIC, "")
+        try:
+            attempt = int(job.headers.get(H_ATTEMPT, ""))
+        except ValueError:
+            await delivery.reject("not a webhook retry: no attempt number")
+            return
+        original = job.with_changes(
+            topic=topic, headers={k: v for k, v in job.headers.items() if k not in _OWN}
+        )
+        lane = self._lanes.get(endpoint_id)
+        if lane is None or not lane.endpoint.enabled:
+            if lane is not None:  # kept in the log, so a replay after enabling finds it
+                self._record(
+                    lane.endpoint, original, attempt, None, "disabled", "endpoint disabled"
+                )
+            await delivery.ack()
+            return
+        wait = lane.defer_for(time.time())
+        if wait is not None:
+            await self._schedule(lane.endpoint, original, topic, attempt, wait)
+            self.stats.deferred += 1
+        else:
+            await self._attempt(lane, original, topic, attempt)
+        await delivery.ack()
+
+    # -- one attempt --------------------------------------------------------------------------
+
+    async def _attempt(self, lane: Lane, message: Message, topic: str, attempt: int) -> None:
+        endpoint = lane.endpoint
+        async with lane.slot():
+            endpoint = lane.endpoint  # it may have changed (rotation) while we waited
+            headers = sign(endpoint.signing_secrets(), message.id, message.body)
+            headers["content-type"] = message.content_type or self.content_type
+            response = await self.client.post(endpoint.url, message.body, headers)
+        now = time.time()
+        lane.count(response.ok, now)
+        if response.ok:
+            self.stats.delivered += 1
+            self._record(endpoint, message, attempt, response, "delivered")
+            if lane.failing_since is not None:
+                lane.failing_since = None
+                await self.registry.mark_failing(endpoint.id, None)
+            return
+        self.stats.failed_attempts += 1
+        if response.status == 410:
+            self._record(endpoint, message, attempt, response, "disabled")
+            await self._disable(endpoint, "the endpoint answered 410 Gone")
+            return
+        wait = self.schedule.wait_before(attempt + 1) if attempt < self.schedule.attempts else 0
+        if response.status in THROTTLING:
+            pause = retry_after(response.retry_after)
+            if pause is not None:
+                lane.throttle(pause)
+                wait = max(wait, pause)
+        if attempt >= self.schedule.attempts:
+            self._record(endpoint, message, attempt, response, "failed")
+            await self._exhausted(endpoint, message, topic, attempt, response)
+        else:
+            await self._schedule(endpoint, message, topic, attempt + 1, wait)
+            self._record(endpoint, message, attempt, response, "retrying")
+        await self._check_health(lane, now)
+
+    def _record(
+        self,
+        endpoint: Endpoint,
+        message: Message,
+        attempt: int,
+        response: Response | None,
+        outcome: str,
+        error: str | None = None,
+    ) -> None:
+        self.attempt_log.record(
+            Attempt(
+                endpoint_id=endpoint.id,
+                message_id=message.id,
+                topic=message.topic,
+                attempt=attempt,
+                at=time.time(),
+                status=response.status if response else None,
+                ok=bool(response and response.ok),
+                latency_ms=round(response.latency_ms, 3) if response else 0.0,
+                outcome=outcome,
+                error=(response.error if response else None) or error,
+                response=excerpt(response.body) if response and response.body else None,
+            ),
+            message,
+        )
+
+    async def _schedule(
+        self, endpoint: Endpoint, message: Message, topic: str, attempt: int, wait: float
+    ) -> None:
+        job = retry_job(message, endpoint.id, topic, attempt, self.retry_topic)
+        await self.broker.publish_batch([job], delay=wait or None)
+
+    # -- health -------------------------------------------------------------------------------
+
+    async def _check_health(self, lane: Lane, now: float) -> None:
+        endpoint = lane.endpoint
+        if lane.failing_since is None:
+            lane.failing_since = now
+            await self.registry.mark_failing(endpoint.id, now)
+        if now - lane.failing_since >= self.disable_after:
+            days = (now - lane.failing_since) / 86400
+            await self._disable(endpoint, f"failing without a success for {days:.1f} days")
+        elif lane.breaker_tripped(now):
+            b = self.breaker
+            await self._disable(
+                endpoint,
+                f"failure rate reached {b.failure_rate:.0%} over {b.window:g}s "
+                f"(circuit breaker, at least {b.min_attempts} attempts)",
+            )
+
+    async def _disable(self, endpoint: Endpoint, reason: str) -> None:
+        lane = self._lanes.get(endpoint.id)
+        if lane is not None:
+            lane.endpoint = lane.endpoint.model_copy(update={"enabled": False})
+        for i, known in enumerate(self._endpoints):
+            if known.id == endpoint.id:
+                self._endpoints[i] = known.model_copy(update={"enabled": False})
+        if await self.registry.disable_if_enabled(endpoint.id, reason):
+            log.warning("disabled webhook endpoint %s (%s): %s", endpoint.id, endpoint.url, reason)
+            self.stats.disabled.append(endpoint.id)
+            await self._event(
+                "webhook.endpoint.disabled",
+                {"endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason},
+            )
+
+    async def _exhausted(
+        self, endpoint: Endpoint, message: Message, topic: str, attempts: int, response: Response
+    ) -> None:
+        self.stats.exhausted += 1
+        await self._event(
+            "webhook.attempt.exhausted",
+            {
+                "endpoint_id": endpoint.id,
+                "url": endpoint.url,
+                "message_id": message.id,
+                "topic": topic,
+                "attempts": attempts,
+                "last_status": response.status,
+                "last_error": response.error,
+            },
+        )
+
+    async def _event(self, kind: str, data: dict[str, object]) -> None:
+        body = {"type": kind, "timestamp": time.time(), "data": data}
+        await self.broker.publish(self.events_topic, body, key=str(data.get("endpoint_id")))
