@@ -16,6 +16,7 @@ from mqkit.cli.half import half_app
 from mqkit.cli.outbox import outbox_app
 from mqkit.cli.publish import publish
 from mqkit.cli.run import run_command
+from mqkit.cli.webhook import webhook_app
 from mqkit.errors import MqkitError
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ app.command()(demo)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(half_app, name="half")
+app.add_typer(webhook_app, name="webhook")
 
 
 def _quiet_libraries() -> None:

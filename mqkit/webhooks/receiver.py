@@ -117,7 +117,9 @@ class Receiver:
         except _TooLarge:
             return _answer(413, f"body over {self.max_body} bytes")
         try:
-            msg_id = verify(self._keys[source.name], request.headers, body, source.tolerance)
+            msg_id = verify(
+                self._keys[source.name], request.headers, body, tolerance=source.tolerance
+            )
         except WebhookVerificationError as exc:
             return _answer(401, str(exc))
         key = f"{source.name}:{msg_id}"

@@ -71,7 +71,7 @@ async def serving() -> AsyncIterator[Endpoints]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
-    assert server is not None and server.sockets
+    assert isinstance(server, asyncio.Server) and server.sockets
     endpoints.port = server.sockets[0].getsockname()[1]
     try:
         yield endpoints

@@ -230,8 +230,10 @@ async def test_one_dead_endpoint_leaves_the_others_latency_unchanged(env: Env) -
         with_dead = await latency()
         assert env.endpoints["dead"].received, "the dead endpoint was not attempted"
     assert len(healthy) == 19 and dead.enabled
-    print(f"median latency of 760 deliveries: {before * 1000:.1f} ms without the dead endpoint, "
-          f"{with_dead * 1000:.1f} ms with it")
+    print(
+        f"median latency of 760 deliveries: {before * 1000:.1f} ms without the dead endpoint, "
+        f"{with_dead * 1000:.1f} ms with it"
+    )
     # 10%, plus 2 ms for a 2-core machine's scheduling noise on a few-millisecond median.
     assert with_dead <= before * 1.10 + 0.002, (before, with_dead)
 
