@@ -62,9 +62,7 @@ def test_endpoint_commands(tmp_path: Path) -> None:
     assert removed.returncode == 0
     for args, error in [
         (["endpoint", "show", endpoint], f"no webhook endpoint {endpoint!r}"),
-        (["endpoint", "add", "ftp://x", "-t", "a"], "starts with http:// or https://"),
         (["endpoint", "add", "http://x", "-t", "a", "--secret", "whsec_YWJj"], "24 to 64 bytes"),
-        (["endpoint", "add", "http://x"], "name at least one --topic"),
     ]:
         r = mqkit("webhook", *args, *db)
         assert r.returncode == 2 and error in r.stderr.decode(), r.stderr
