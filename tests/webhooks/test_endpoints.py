@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ from mqkit.webhooks.schedule import MAX_RETRY_AFTER, SVIX, Schedule, retry_after
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> EndpointRegistry:
+async def registry(tmp_path: Path) -> AsyncIterator[EndpointRegistry]:
     r = EndpointRegistry(f"sqlite:///{tmp_path / 'hooks.db'}")
-    yield r  # type: ignore[misc]
+    yield r
     await r.close()
 
 
@@ -71,8 +72,8 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap(registry: EndpointR
     assert [s.text for s in rotated.signing_secrets(now=time.time() + 61)] == [new.text]
     # A second rotation does not extend the first one's overlap.
     again = await registry.rotate_secret(e.id, overlap=3600)
-    expiries = dict(again.secrets)
-    assert expiries[old.text] is not None and expiries[old.text] <= time.time() + 60
+    old_expiry = dict(again.secrets)[old.text]
+    assert old_expiry is not None and old_expiry <= time.time() + 60
 
 
 def test_the_default_schedule_is_svix_with_jitter() -> None:

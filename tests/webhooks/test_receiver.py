@@ -85,6 +85,9 @@ async def test_a_valid_delivery_is_enqueued_with_its_id(rig: Rig) -> None:
     assert message.headers["mqkit-webhook-source"] == "acme"
 
 
+BODY = b'{"event": "paid"}'
+
+
 def _flip(text: str) -> str:
     return text[:-1] + ("A" if text[-1] != "A" else "B")
 
@@ -105,9 +108,6 @@ BAD: list[tuple[str, Any]] = [
     ("10 KB header", lambda h: {**h, "webhook-signature": "v1," + "A" * 10240}),
     ("v2 only", lambda h: {**h, "webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}),
 ]
-BODY = b'{"event": "paid"}'
-
-
 def _at(headers: dict[str, str], shift: int) -> dict[str, str]:
     when = time.time() + shift
     return signed(BODY, headers["webhook-id"], at=when)
