@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from mqkit.webhooks.endpoints import Endpoint
 
 # Attempts that may wait for a lane's slots (as a multiple of its max concurrency) before
-# more are deferred to the broker.
+# the lane is judged: if its queue would take longer than MAX_QUEUE_WAIT to drain, further
+# attempts are deferred to the broker instead of waiting in memory.
 WAITING_FACTOR = 4
+MAX_QUEUE_WAIT = 1.0
+MAX_DEFER = 30.0
 BUCKETS = 60  # the failure-rate window is kept in this many slices
 
 
@@ -56,6 +59,9 @@ class Lane:
         self._concurrency = endpoint.max_concurrency
         self._bucket = _TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
         self.waiting = 0
+        self.busy = 0
+        self.latency = 0.0  # moving average of an attempt's duration, seconds
+        self.last_done = time.monotonic()
         self.throttled_until = 0.0
         self.failing_since = endpoint.failing_since
         self._buckets: list[list[int]] = [[0, 0, 0] for _ in range(BUCKETS)]  # [slice, ok, failed]
@@ -79,9 +85,18 @@ class Lane:
         if now < self.throttled_until:
             return self.throttled_until - now
         if self.waiting >= self._concurrency * WAITING_FACTOR:
-            # Roughly when the queue ahead of it will have drained, at one second per slot-full.
-            return 1.0 + self.waiting / max(self._concurrency, 1)
+            drain = self.queue_drain_time()
+            if drain > MAX_QUEUE_WAIT:
+                return min(drain, MAX_DEFER)
         return None
+
+    def queue_drain_time(self) -> float:
+        """How long the attempts waiting now should take to get a slot. An endpoint that
+        has not finished an attempt for a while (it hangs) counts as that slow."""
+        per_attempt = self.latency
+        if self.busy >= self._concurrency:
+            per_attempt = max(per_attempt, time.monotonic() - self.last_done)
+        return self.waiting * per_attempt / self._concurrency
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -90,6 +105,10 @@ class Lane:
             await self._slots.acquire()
         finally:
             self.waiting -= 1
+        started = time.monotonic()
+        if self.busy == 0:  # a stall is counted from the last completion or from now
+            self.last_done = started
+        self.busy += 1
         try:
             if self._bucket is not None:
                 pause = self._bucket.wait()
@@ -97,6 +116,9 @@ class Lane:
                     await asyncio.sleep(pause)
             yield
         finally:
+            self.busy -= 1
+            self.last_done = time.monotonic()
+            self.latency += 0.2 * (self.last_done - started - self.latency)
             self._slots.release()
 
     def throttle(self, seconds: float) -> None:

@@ -1,6 +1,7 @@
 """Real HTTP endpoints on 127.0.0.1 for the webhook tests, each answering from a script.
 
-`Script` decides each answer from the request count: a list of statuses (the last repeats),
+`Script` decides each answer from the request count (overall, or per webhook-id): a list of
+statuses (the last repeats),
 `hang=True` (never answers), a redirect, or headers such as Retry-After. Every request that
 reaches the server is kept with its time, headers and body.
 """
@@ -28,10 +29,16 @@ class Script:
     statuses: list[int] = field(default_factory=lambda: [204])
     hang: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    # Count per webhook-id instead: the statuses apply to each delivery's attempts in turn.
+    per_id: bool = False
     received: list[Received] = field(default_factory=list)
 
     def next_status(self) -> int:
-        n = len(self.received) - 1
+        if self.per_id:
+            msg_id = self.received[-1].headers.get("webhook-id")
+            n = sum(r.headers.get("webhook-id") == msg_id for r in self.received) - 1
+        else:
+            n = len(self.received) - 1
         return self.statuses[min(n, len(self.statuses) - 1)]
 
 

@@ -108,6 +108,8 @@ BAD: list[tuple[str, Any]] = [
     ("10 KB header", lambda h: {**h, "webhook-signature": "v1," + "A" * 10240}),
     ("v2 only", lambda h: {**h, "webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}),
 ]
+
+
 def _at(headers: dict[str, str], shift: int) -> dict[str, str]:
     when = time.time() + shift
     return signed(BODY, headers["webhook-id"], at=when)
