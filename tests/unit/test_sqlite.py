@@ -240,3 +240,24 @@ async def test_a_file_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone() == (2,)
     conn.close()
+
+
+async def test_no_cursor_leaves_the_connection_thread(tmp_path: Path) -> None:
+    """A cursor finalized on the event loop resets a statement the connection thread may be
+    binding at that moment (SQLITE_MISUSE under concurrent publishes): calls that return a
+    cursor get None, and the cursor is closed where it was made."""
+    from mqkit.backends.sqlite import _Connection
+
+    connection = _Connection(tmp_path / "c.db", synchronous="NORMAL", busy_timeout=5)
+    connection.start()
+    made: list[sqlite3.Cursor] = []
+
+    def select(conn: sqlite3.Connection) -> sqlite3.Cursor:
+        made.append(conn.execute("SELECT 1"))
+        return made[-1]
+
+    assert await connection.call(select, write=False) is None
+    assert await connection.call(select, write=True) is None
+    with pytest.raises(sqlite3.ProgrammingError):  # closed on the connection thread
+        made[0].fetchone()
+    await connection.close()
