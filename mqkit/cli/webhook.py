@@ -431,7 +431,7 @@ class _Server(uvicorn.Server):
 
 async def _watch(server: uvicorn.Server, stop: asyncio.Event, banner: str) -> None:
     """Say where it listens once it does; stop it when asked."""
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
         await asyncio.sleep(0.05)
     print(banner, flush=True)
     await stop.wait()
