@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from mqkit.errors import MqkitError
+from mqkit.urls import mask
 
 T = TypeVar("T")
 
@@ -28,6 +29,25 @@ UrlOption = Annotated[
 
 class UserError(MqkitError):
     """Something the person at the terminal can fix: reported in one line, exit code 2."""
+
+
+# Client libraries whose exceptions mean "the store failed", not "mqkit has a bug".
+_STORE_CLIENTS = ("sqlalchemy", "psycopg", "aiosqlite", "redis")
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own message (SQLAlchemy wraps it in `orig`), first line only."""
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+
+
+def store_failure(what: str, url: str, exc: BaseException) -> UserError | None:
+    """A database or store client's failure as one line naming `what` and the masked URL;
+    None for anything else, which is a bug and keeps its traceback."""
+    if isinstance(exc, OSError | ConnectionError):
+        return UserError(f"{what} {mask(url)}: {exc}")
+    if type(exc).__module__.split(".")[0] not in _STORE_CLIENTS:
+        return None
+    return UserError(f"{what} {mask(url)}: {first_line(exc)}")
 
 
 def fail(message: str) -> NoReturn:

@@ -12,12 +12,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mqkit.cli.common import UrlOption, UserError, age, load_object, pick_url, run, stop_on_signals
+from mqkit.cli.common import (
+    UrlOption,
+    UserError,
+    age,
+    load_object,
+    pick_url,
+    run,
+    stop_on_signals,
+    store_failure,
+)
 from mqkit.half.checker import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS, HalfChecker
 from mqkit.half.store import HalfRecord, HalfStore
 from mqkit.half.stores import store_for
 from mqkit.registry import connect
-from mqkit.urls import mask
 
 T = TypeVar("T")
 
@@ -45,13 +53,11 @@ def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
         store = store_for(url)
         try:
             return await action(store)
-        except (OSError, ConnectionError) as exc:
-            raise UserError(f"half-message store {mask(url)}: {exc}") from None
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "redis", "psycopg"):
+            error = store_failure("half-message store", url, exc)
+            if error is None:
                 raise
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise UserError(f"half-message store {mask(url)}: {reason}") from None
+            raise error from None
         finally:
             await store.close()
 

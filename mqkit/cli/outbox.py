@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from mqkit.cli.common import UrlOption, UserError, pick_url, run, stop_on_signals
+from mqkit.cli.common import UrlOption, UserError, first_line, pick_url, run, stop_on_signals
 from mqkit.registry import connect
 from mqkit.urls import mask
 
@@ -56,7 +56,7 @@ def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
         try:
             return await action(engine)
         except errors.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = first_line(exc)
             if "no such table" in reason or "does not exist" in reason:
                 reason = f"no outbox table ({TABLE}); run: mqkit outbox init --db URL"
             raise UserError(f"database {mask(db)}: {reason}") from None

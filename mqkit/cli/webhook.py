@@ -22,11 +22,21 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from mqkit.backends.sqlite import default_path
-from mqkit.cli.common import UrlOption, UserError, age, pick_url, run, stop_on_signals
+from mqkit.cli.common import (
+    UrlOption,
+    UserError,
+    age,
+    pick_url,
+    run,
+    stop_on_signals,
+    store_failure,
+)
 from mqkit.registry import connect
-from mqkit.urls import mask, parse_duration, parse_size
+from mqkit.urls import parse_duration, parse_size
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from mqkit.webhooks.attempts import AttemptLog
     from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 
@@ -81,13 +91,11 @@ def _on_db(db: str | None, action: Callable[[EndpointRegistry, AttemptLog], Awai
         registry, log = EndpointRegistry(engine=engine), AttemptLog(engine=engine)
         try:
             return await action(registry, log)
-        except (OSError, ConnectionError) as exc:
-            raise UserError(f"webhook database {mask(url)}: {exc}") from None
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "aiosqlite"):
+            error = store_failure("webhook database", url, exc)
+            if error is None:
                 raise
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise UserError(f"webhook database {mask(url)}: {reason}") from None
+            raise error from None
         finally:
             await log.close()
             await engine.dispose()
@@ -102,9 +110,7 @@ def _valid(build: Callable[[], T]) -> T:
     try:
         return build()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"{where}: {first['msg']}") from None
+        raise _invalid(exc) from None
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -249,8 +255,13 @@ async def _valid_async(pending: Awaitable[T]) -> T:
     try:
         return await pending
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UserError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> UserError:
+    """The first validation error, as `field: message`."""
+    first = exc.errors()[0]
+    return UserError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
 
 @endpoint_app.command("disable")

@@ -102,8 +102,7 @@ class Dispatcher:
         self.in_flight = in_flight
         self.content_type = content_type
         self.stats = DispatchStats()
-        self._endpoints: list[Endpoint] = []
-        self._lanes: dict[str, Lane] = {}
+        self._lanes: dict[str, Lane] = {}  # by endpoint id; each holds its endpoint
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._budget = asyncio.Semaphore(in_flight)
@@ -132,13 +131,18 @@ class Dispatcher:
             else:
                 lane.refresh(endpoint)
             lanes[endpoint.id] = lane
-        self._endpoints, self._lanes = endpoints, lanes
+        self._lanes = lanes
 
     def source_topics(self) -> list[str]:
         """The topics given, else every plain topic (not a pattern) an endpoint names."""
         if self.topics:
             return self.topics
-        named = {t for e in self._endpoints for t in e.topics if not any(c in t for c in "*?[")}
+        named = {
+            t
+            for lane in self._lanes.values()
+            for t in lane.endpoint.topics
+            if not any(c in t for c in "*?[")
+        }
         return sorted(named)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -193,7 +197,11 @@ class Dispatcher:
 
     async def _fan_out(self, delivery: Delivery) -> None:
         message = delivery.message
-        targets = [e for e in self._endpoints if e.enabled and e.matches(message.topic)]
+        targets = [
+            lane.endpoint
+            for lane in self._lanes.values()
+            if lane.endpoint.enabled and lane.endpoint.matches(message.topic)
+        ]
         results = await asyncio.gather(
             *(self._first_attempt(e, message) for e in targets), return_exceptions=True
         )
@@ -248,9 +256,8 @@ class Dispatcher:
     # -- one attempt --------------------------------------------------------------------------
 
     async def _attempt(self, lane: Lane, message: Message, topic: str, attempt: int) -> None:
-        endpoint = lane.endpoint
         async with lane.slot():
-            endpoint = lane.endpoint  # it may have changed (rotation) while we waited
+            endpoint = lane.endpoint  # read after the wait: it may have changed (rotation)
             headers = sign(endpoint.signing_secrets(), message.id, message.body)
             headers["content-type"] = message.content_type or self.content_type
             response = await self.client.post(endpoint.url, message.body, headers)
@@ -336,9 +343,6 @@ class Dispatcher:
         lane = self._lanes.get(endpoint.id)
         if lane is not None:
             lane.endpoint = lane.endpoint.model_copy(update={"enabled": False})
-        for i, known in enumerate(self._endpoints):
-            if known.id == endpoint.id:
-                self._endpoints[i] = known.model_copy(update={"enabled": False})
         if await self.registry.disable_if_enabled(endpoint.id, reason):
             log.warning("disabled webhook endpoint %s (%s): %s", endpoint.id, endpoint.url, reason)
             self.stats.disabled.append(endpoint.id)

@@ -56,7 +56,6 @@ class Lane:
         self.endpoint = endpoint
         self.breaker = breaker
         self._slots = asyncio.Semaphore(endpoint.max_concurrency)
-        self._concurrency = endpoint.max_concurrency
         self._bucket = _TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
         self.waiting = 0
         self.busy = 0
@@ -73,7 +72,6 @@ class Lane:
             self.endpoint.rate_limit,
         ):
             self._slots = asyncio.Semaphore(endpoint.max_concurrency)
-            self._concurrency = endpoint.max_concurrency
             self._bucket = _TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
         # The registry is shared by every dispatcher: a success seen by another one (or an
         # operator's enable) ends the streak here too.
@@ -84,7 +82,7 @@ class Lane:
         """None when an attempt may go ahead now; else how long to put it off."""
         if now < self.throttled_until:
             return self.throttled_until - now
-        if self.waiting >= self._concurrency * WAITING_FACTOR:
+        if self.waiting >= self.endpoint.max_concurrency * WAITING_FACTOR:
             drain = self.queue_drain_time()
             if drain > MAX_QUEUE_WAIT:
                 return min(drain, MAX_DEFER)
@@ -94,9 +92,9 @@ class Lane:
         """How long the attempts waiting now should take to get a slot. An endpoint that
         has not finished an attempt for a while (it hangs) counts as that slow."""
         per_attempt = self.latency
-        if self.busy >= self._concurrency:
+        if self.busy >= self.endpoint.max_concurrency:
             per_attempt = max(per_attempt, time.monotonic() - self.last_done)
-        return self.waiting * per_attempt / self._concurrency
+        return self.waiting * per_attempt / self.endpoint.max_concurrency
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
