@@ -29,19 +29,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    """Until `proc` accepts connections on `port`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def target() -> Iterator[str]:
     """The bare 204 endpoint (benchmarks/webhook_target.py) in its own process; its URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.webhook_target", str(port)])
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the benchmark endpoint did not start")
-            time.sleep(0.05)
+        wait_for(port, proc, "the benchmark endpoint")
         yield f"http://127.0.0.1:{port}/hook"
     finally:
         proc.terminate()

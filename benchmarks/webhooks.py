@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,8 @@ from rich.console import Console
 from rich.table import Table
 
 import mqkit
-from benchmarks.webhook_clients import aiohttp_rate, target
+from benchmarks.webhook_clients import aiohttp_rate, free_port, target, wait_for
+from mqkit.sql import engine_for
 from mqkit.webhooks import Secret, SsrfGuard, sign
 from mqkit.webhooks.attempts import AttemptLog
 from mqkit.webhooks.client import WebhookClient
@@ -51,7 +51,8 @@ async def dispatcher_rate(
     broker_url: str, endpoint_url: str, messages: int, concurrency: int, workdir: Path
 ) -> float:
     db = f"sqlite:///{workdir / f'hooks-{uuid.uuid4().hex[:6]}.db'}"
-    registry, log = EndpointRegistry(db), AttemptLog(db)
+    engine = engine_for(db)  # one engine for both, as `mqkit webhook dispatch` does
+    registry, log = EndpointRegistry(engine=engine), AttemptLog(engine=engine)
     topic = f"bench-hooks-{uuid.uuid4().hex[:8]}"
     await registry.add(Endpoint(url=endpoint_url, topics=[topic], max_concurrency=concurrency))
     async with mqkit.connect(broker_url) as broker:
@@ -85,7 +86,7 @@ async def dispatcher_rate(
             await task
         assert dispatcher.stats.failed_attempts == 0, dispatcher.stats
     await log.close()
-    await registry.close()
+    await engine.dispose()
     return messages / elapsed
 
 
@@ -126,12 +127,6 @@ app = Starlette(routes=[Route("/{source}", accept, methods=["POST"])])
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def uvicorn_app(module: str, workdir: Path, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
@@ -142,13 +137,7 @@ def uvicorn_app(module: str, workdir: Path, env: dict[str, str]) -> Iterator[str
         env={**os.environ, **env, "PYTHONPATH": os.getcwd()},
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{module} did not start")
-            time.sleep(0.05)
+        wait_for(port, proc, module)
         yield f"http://127.0.0.1:{port}/acme"
     finally:
         proc.terminate()
