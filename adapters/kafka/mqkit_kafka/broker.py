@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -26,6 +25,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     OutOfOrderSequenceNumber,
+    ProducerClosed,
     TopicAlreadyExistsError,
     UnknownProducerId,
 )
@@ -71,7 +71,7 @@ class KafkaBroker(Broker):
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._topics: set[str] = set()
-        self._renewing = asyncio.Lock()
+        self._renewal: asyncio.Task[None] | None = None
 
     def consumer_config(self) -> dict[str, Any]:
         fetch = max(1024 * 1024, self.max_message_bytes + OVERHEAD)
@@ -114,18 +114,41 @@ class KafkaBroker(Broker):
     async def _renew_producer(self, broken: AIOKafkaProducer) -> None:
         """Replace a producer whose idempotence state the broker no longer accepts (after a
         broker restart: OutOfOrderSequenceNumber, UnknownProducerId). A new producer id
-        starts clean; a batch sent again may duplicate, never vanish."""
-        async with self._renewing:
-            renewed_already = self._producer is not broken
-            if renewed_already:
-                return
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(broken.stop(), 4)
+        starts clean; a batch sent again may duplicate, never vanish.
+
+        The renewal is the broker's own task, shielded from the publish that asked for it: a
+        publish past its deadline is cancelled, and a renewal cancelled half-way once left a
+        stopped producer in place, failing every later publish (a CI run looped on it).
+        """
+        if self._producer is not broken:
+            return  # renewed already
+        if self._renewal is None or self._renewal.done():
+            self._renewal = asyncio.create_task(self._renew(broken))
+        await asyncio.shield(self._renewal)
+
+    async def _renew(self, broken: AIOKafkaProducer) -> None:
+        # The new producer starts before the broken one stops: stopping flushes, which a
+        # producer the broker refuses may never finish, and until the swap the broken one is
+        # still the one publishes use (and fail on, and come back here for).
+        while True:
             producer = self._new_producer()
-            await producer.start()
-            self._producer = producer
+            try:
+                async with asyncio.timeout(self.publish_timeout + 5):
+                    await producer.start()
+                break
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.info("mqkit: restarting the Kafka producer at %s: %r", self.safe_url, exc)
+            except asyncio.CancelledError:  # the broker is closing
+                abandon(asyncio.ensure_future(producer.stop()))
+                raise
+            await finish_within(producer.stop(), 1.0, "stopping a Kafka producer that failed")
+            await asyncio.sleep(0.2)
+        self._producer = producer
+        await finish_within(broken.stop(), 1.0, "stopping the replaced Kafka producer")
 
     async def _close(self) -> None:
+        if self._renewal is not None:
+            abandon(self._renewal)
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
         await self._stop_clients()
 
@@ -200,11 +223,13 @@ class KafkaBroker(Broker):
                 return
             except (OutOfOrderSequenceNumber, UnknownProducerId) as exc:
                 errors.append(exc)
-                try:
-                    await self._renew_producer(producer)
-                except (KafkaError, OSError, TimeoutError) as renewal:
-                    errors.append(renewal)  # broker still away: the next round tries again
-                    await asyncio.sleep(0.2)
+                await self._renew_producer(producer)
+            except ProducerClosed as exc:
+                if self._producer is producer:  # closed by close(), not replaced
+                    raise BrokerUnavailableError(
+                        f"{what} to Kafka at {self.safe_url}: the broker is closed"
+                    ) from exc
+                errors.append(exc)  # replaced while this attempt was on it: use the new one
             except KafkaError as exc:
                 if not exc.retriable and not isinstance(exc, KafkaConnectionError):
                     raise BrokerUnavailableError(
