@@ -51,7 +51,7 @@ async def dispatcher_rate(
     broker_url: str, endpoint_url: str, messages: int, concurrency: int, workdir: Path
 ) -> float:
     db = f"sqlite:///{workdir / f'hooks-{uuid.uuid4().hex[:6]}.db'}"
-    engine = engine_for(db)  # one engine for both, as `mqkit webhook dispatch` does
+    engine = engine_for(db, wal=True)  # one engine for both, as `mqkit webhook dispatch` does
     registry, log = EndpointRegistry(engine=engine), AttemptLog(engine=engine)
     topic = f"bench-hooks-{uuid.uuid4().hex[:8]}"
     await registry.add(Endpoint(url=endpoint_url, topics=[topic], max_concurrency=concurrency))

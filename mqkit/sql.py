@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -35,8 +35,12 @@ def async_url(url: str) -> str:
     return url
 
 
-def engine_for(url: str) -> AsyncEngine:
-    """An engine for a PostgreSQL or SQLite URL; anything else is a clear error."""
+def engine_for(url: str, *, wal: bool = False) -> AsyncEngine:
+    """An engine for a PostgreSQL or SQLite URL; anything else is a clear error.
+
+    `wal` puts a SQLite file in write-ahead-log mode, where readers never wait for the
+    writer. Only for files mqkit owns: the mode stays with the file, and a team's own
+    database is theirs to configure."""
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
@@ -44,7 +48,7 @@ def engine_for(url: str) -> AsyncEngine:
     if backend not in SUPPORTED and backend != "postgres":
         raise MqkitError(f"mqkit supports PostgreSQL and SQLite databases, not {mask(url)}")
     try:
-        return _create(async_url(url))
+        return _create(async_url(url), wal=wal)
     except Exception as exc:  # a missing driver, a bad option
         raise MqkitError(f"cannot use database {mask(url)}: {exc}") from None
 
@@ -54,10 +58,20 @@ def check_dialect(engine: AsyncEngine) -> None:
         raise MqkitError(f"mqkit supports PostgreSQL and SQLite, not {engine.dialect.name}")
 
 
-def _create(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):  # writers queue on the file lock instead of failing at once
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_pre_ping=True)
+def _create(url: str, *, wal: bool) -> AsyncEngine:
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True)
+    # Writers queue on the file lock instead of failing at once.
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    if wal:
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _wal(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()
+
+    return engine
 
 
 class SqlTables:

@@ -87,7 +87,7 @@ def _on_db(db: str | None, action: Callable[[EndpointRegistry, AttemptLog], Awai
     url = _database(db)
 
     async def go() -> T:
-        engine = engine_for(url)
+        engine = engine_for(url, wal=True)
         registry, log = EndpointRegistry(engine=engine), AttemptLog(engine=engine)
         try:
             return await action(registry, log)
@@ -328,10 +328,8 @@ def attempts(
 
     found = _on_db(db, go)
     if as_json:
-        from dataclasses import asdict
-
         for a in found:
-            print(json.dumps(asdict(a)))
+            print(json.dumps(a.row()))
         return
     table = Table("at", "attempt", "status", "ms", "outcome", "error")
     table.columns.insert(1, Column("message", no_wrap=True))

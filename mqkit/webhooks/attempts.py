@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -39,6 +40,8 @@ from mqkit.message import Message
 from mqkit.sql import SqlTables, message_of, row_of
 
 EXCERPT = 1024
+
+log = logging.getLogger("mqkit.webhooks")
 
 metadata = MetaData()
 attempts_table = Table(
@@ -86,6 +89,23 @@ class Attempt:
     error: str | None = None
     response: str | None = None
 
+    def row(self) -> dict[str, Any]:
+        # Spelled out: dataclasses.asdict deep-copies every field, a tenth of a millisecond
+        # per delivery that the dispatcher's profile showed.
+        return {
+            "endpoint_id": self.endpoint_id,
+            "message_id": self.message_id,
+            "topic": self.topic,
+            "attempt": self.attempt,
+            "at": self.at,
+            "status": self.status,
+            "ok": self.ok,
+            "latency_ms": self.latency_ms,
+            "outcome": self.outcome,
+            "error": self.error,
+            "response": self.response,
+        }
+
 
 class AttemptLog(SqlTables):
     """Writes attempts and messages in batches; reads them back for the CLI and replays."""
@@ -97,10 +117,12 @@ class AttemptLog(SqlTables):
         engine: AsyncEngine | None = None,
         flush_interval: float = 0.2,
         max_buffer: int = 2000,
+        max_kept: int = 200_000,
     ) -> None:
         super().__init__(metadata, url, engine=engine)
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
+        self.max_kept = max_kept
         self._attempts: list[dict[str, Any]] = []
         self._messages: dict[str, dict[str, Any]] = {}
         self._kick = asyncio.Event()
@@ -111,7 +133,7 @@ class AttemptLog(SqlTables):
 
     def record(self, attempt: Attempt, message: Message | None = None) -> None:
         """Buffer an attempt (and the message, the first time); written within the interval."""
-        self._attempts.append(asdict(attempt))
+        self._attempts.append(attempt.row())
         if message is not None and message.id not in self._messages:
             row = row_of(message)
             row["kept_at"] = attempt.at
@@ -127,18 +149,37 @@ class AttemptLog(SqlTables):
             messages, self._messages = list(self._messages.values()), {}
             if not attempts and not messages:
                 return
-            await self.create()
-            async with self.engine.begin() as conn:
-                if messages:
-                    insert = (
-                        pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-                    )
-                    await conn.execute(
-                        insert(messages_table).on_conflict_do_nothing(index_elements=["id"]),
-                        messages,
-                    )
-                if attempts:
-                    await conn.execute(attempts_table.insert(), attempts)
+            try:
+                await self._write(attempts, messages)
+            except BaseException:
+                self._keep_for_next_flush(attempts, messages)
+                raise
+
+    async def _write(self, attempts: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+        await self.create()
+        async with self.engine.begin() as conn:
+            if messages:
+                insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+                await conn.execute(
+                    insert(messages_table).on_conflict_do_nothing(index_elements=["id"]),
+                    messages,
+                )
+            if attempts:
+                await conn.execute(attempts_table.insert(), attempts)
+
+    def _keep_for_next_flush(
+        self, attempts: list[dict[str, Any]], messages: list[dict[str, Any]]
+    ) -> None:
+        """A failed write goes back ahead of what came since. While the database stays away
+        the buffer is capped, oldest attempts dropped first: deliveries must go on."""
+        self._attempts[:0] = attempts
+        self._messages = {**{row["id"]: row for row in messages}, **self._messages}
+        excess = len(self._attempts) - self.max_kept
+        if excess > 0:
+            del self._attempts[:excess]
+            log.warning("webhook attempt log unwritable: dropped the %d oldest attempts", excess)
+        for message_id in list(self._messages)[: max(0, len(self._messages) - self.max_kept)]:
+            del self._messages[message_id]
 
     async def _write_forever(self) -> None:
         while True:
@@ -147,7 +188,8 @@ class AttemptLog(SqlTables):
             self._kick.clear()
             try:
                 await self.flush()
-            except Exception:  # the log must not stop deliveries; the next flush retries
+            except Exception as exc:  # the log must not stop deliveries; the next flush retries
+                log.warning("cannot write the webhook attempt log: %s", exc)
                 await asyncio.sleep(self.flush_interval)
 
     async def close(self) -> None:

@@ -202,10 +202,17 @@ class Dispatcher:
             for lane in self._lanes.values()
             if lane.endpoint.enabled and lane.endpoint.matches(message.topic)
         ]
-        results = await asyncio.gather(
-            *(self._first_attempt(e, message) for e in targets), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
+        errors: list[BaseException] = []
+        if len(targets) == 1:  # the common case, without a task per target
+            try:
+                await self._first_attempt(targets[0], message)
+            except Exception as exc:
+                errors.append(exc)
+        elif targets:
+            results = await asyncio.gather(
+                *(self._first_attempt(e, message) for e in targets), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             # A retry could not be scheduled (the broker is down): have the whole message
             # again later; endpoints that got it will get it again with the same webhook-id.

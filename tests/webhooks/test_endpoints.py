@@ -97,3 +97,13 @@ def test_retry_after_forms() -> None:
     when = email.utils.formatdate(now + 30, usegmt=True)
     got = retry_after(when, now=now)
     assert got is not None and 28 <= got <= 31
+
+
+def test_an_attempt_row_has_every_field() -> None:
+    from dataclasses import asdict
+
+    from mqkit.webhooks.attempts import Attempt, attempts_table
+
+    attempt = Attempt("ep_1", "m1", "orders", 2, 1.5, 503, False, 12.5, "retrying", "e", "r")
+    assert attempt.row() == asdict(attempt)
+    assert set(attempt.row()) == {c.name for c in attempts_table.columns} - {"seq"}
