@@ -29,6 +29,8 @@ from mqkit.errors import DecodeError
 from mqkit.handlers import Handler, compile_handler, default_group
 from mqkit.message import Message
 from mqkit.middleware import CallNext, Context, Middleware, chain
+from mqkit.ratelimit import Limiter, LocalLimiter, Rate, acquire
+from mqkit.ratelimit.limiter import Outage
 from mqkit.registry import connect
 from mqkit.retry import Reject, Retry, RetryPolicy
 
@@ -50,6 +52,15 @@ class Stats:
     in_flight: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A subscriber's limit: local to the process, or shared through Redis under `key`."""
+
+    rate: Rate
+    burst: int
+    key: str | None = None
+
+
 @dataclass(slots=True)
 class SubscriberSpec:
     topic: str
@@ -59,6 +70,7 @@ class SubscriberSpec:
     prefetch: int
     retry: RetryPolicy | None
     middleware: Sequence[Middleware]
+    limit: RateLimit | Limiter | None = None
     stats: Stats = field(default_factory=Stats)
 
 
@@ -71,8 +83,17 @@ class App:
         retry: RetryPolicy | None = None,
         middleware: Sequence[Middleware] = (),
         shutdown_timeout: float = 30.0,
+        limits_url: str | None = None,
+        limits_outage: Outage = "pause",
+        limits_workers: int = 1,
     ) -> None:
+        """`limits_url` (Redis) holds the limits subscribers share by `rate_key`; while it is
+        unreachable they pause (`limits_outage="pause"`) or each process keeps to
+        rate / `limits_workers` on its own (`"local"`): see mqkit.ratelimit.redis."""
         self._url = url
+        self.limits_url = limits_url
+        self.limits_outage = limits_outage
+        self.limits_workers = limits_workers
         self._broker = broker
         self.retry = retry or RetryPolicy()
         self.middleware: list[Middleware] = list(middleware)
@@ -92,12 +113,34 @@ class App:
         prefetch: int | None = None,
         retry: RetryPolicy | None = None,
         middleware: Sequence[Middleware] = (),
+        rate: str | float | None = None,
+        burst: int = 1,
+        rate_key: str | None = None,
+        limiter: Limiter | None = None,
     ) -> Callable[[H], H]:
         """Register an async handler for `topic` in consumer `group` (default: the handler's
-        qualified name), running at most `concurrency` messages at once."""
+        qualified name), running at most `concurrency` messages at once.
+
+        `rate="200/s"` (with `burst`) paces the handler: over the limit the subscriber takes
+        no further message, so the backlog stays in the broker; nothing is nacked, retried
+        or dropped for it. `rate_key="billing"` makes it one limit for every process using
+        that key (needs the App's `limits_url`); `limiter=` takes any Limiter instead."""
         validate_topic(topic)
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        limit: RateLimit | Limiter | None = limiter
+        if rate is not None:
+            if limiter is not None:
+                raise ValueError("give rate= or limiter=, not both")
+            if rate_key is not None and self.limits_url is None:
+                raise ValueError("rate_key= shares a limit through Redis: give App(limits_url=)")
+            limit = RateLimit(Rate.parse(rate), burst, rate_key)
+        elif rate_key is not None:
+            raise ValueError("rate_key= needs rate=")
+        if prefetch is None:
+            prefetch = max(10, 2 * concurrency)
+            if limit is not None:  # what waits for its turn waits in the broker, not here
+                prefetch = max(1, min(prefetch, limit.burst))
 
         def register(handler: H) -> H:
             compile_handler(handler)  # fail at import time, not at the first message
@@ -107,9 +150,10 @@ class App:
                     group=group or default_group(handler),
                     handler=handler,
                     concurrency=concurrency,
-                    prefetch=prefetch or max(10, 2 * concurrency),
+                    prefetch=prefetch,
                     retry=retry,
                     middleware=list(middleware),
+                    limit=limit,
                 )
             )
             return handler
@@ -185,17 +229,43 @@ class _Consumer:
         self._slots = asyncio.Semaphore(spec.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
+        self._limiter: Limiter | None = None
+        self._owns_limiter = False
 
     async def start(self) -> None:
+        self._limiter = self._make_limiter()
         self._subscription = await self.app.broker.subscribe(
             self.spec.topic, group=self.spec.group, prefetch=self.spec.prefetch
         )
         self._reader = asyncio.create_task(self._read(), name=f"mqkit-{self.spec.group}")
 
+    def _make_limiter(self) -> Limiter | None:
+        # Made here, in the running loop: a Redis client belongs to the loop that uses it.
+        limit = self.spec.limit
+        if not isinstance(limit, RateLimit):
+            return limit
+        self._owns_limiter = True
+        if limit.key is None:
+            return LocalLimiter(limit.rate, limit.burst)
+        from mqkit.ratelimit.redis import RedisLimiter
+
+        return RedisLimiter(
+            self.app.limits_url,
+            rate=limit.rate,
+            burst=limit.burst,
+            name=limit.key,
+            on_outage=self.app.limits_outage,
+            workers=self.app.limits_workers,
+        )
+
     async def _read(self) -> None:
         assert self._subscription is not None
         async for delivery in self._subscription:
             await self._slots.acquire()
+            if self._limiter is not None:
+                # Waiting here is what holds back the fetch: the subscription's small
+                # prefetch fills, and the rest stays in the broker.
+                await acquire(self._limiter)
             task = asyncio.create_task(self._handle(delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -266,3 +336,5 @@ class _Consumer:
             await asyncio.wait(set(self._tasks))
         if self._subscription is not None:
             await self._subscription.close()
+        if self._limiter is not None and self._owns_limiter:
+            await self._limiter.close()

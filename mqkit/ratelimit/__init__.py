@@ -1,0 +1,12 @@
+"""Rate limits: GCRA in this process (`LocalLimiter`) or shared through Redis
+(`mqkit.ratelimit.redis.RedisLimiter`).
+
+    limiter = LocalLimiter("200/s", burst=50)
+    await acquire(limiter, "tenant-7")                      # waits its turn
+    permit = await limiter.reserve("tenant-7", max_wait=0)  # or asks, for a 429
+"""
+
+from mqkit.ratelimit.limiter import Limiter, Permit, Rate, RateLimitedError, acquire
+from mqkit.ratelimit.local import LocalLimiter
+
+__all__ = ["Limiter", "LocalLimiter", "Permit", "Rate", "RateLimitedError", "acquire"]

@@ -1,0 +1,105 @@
+"""What every limiter is: a rate, a burst, and one operation, `reserve`.
+
+The algorithm is GCRA (the generic cell rate algorithm, a token bucket kept as one number):
+each key has a theoretical arrival time `tat`. A request at `now` may go once
+`tat - tolerance <= now`, and moves `tat` on by one emission interval (1 / rate). With
+tolerance = (burst - 1) intervals, `burst` requests pass at once after a quiet spell, and
+then one per interval. A reservation books the next slot and says how long to wait for it,
+so waiting callers are served in order without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from mqkit.errors import ConfigurationError, MqkitError
+
+# What a shared limiter does while its store is unreachable (see mqkit.ratelimit.redis).
+Outage = Literal["pause", "local"]
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Events per second. `Rate.parse("200/s")`, `"30/m"`, `"5/100ms"`."""
+
+    per_second: float
+
+    def __post_init__(self) -> None:
+        if not (self.per_second > 0 and math.isfinite(self.per_second)):
+            raise ConfigurationError(f"a rate must be positive, not {self.per_second!r}")
+
+    @classmethod
+    def parse(cls, value: str | float | Rate) -> Rate:
+        if isinstance(value, Rate):
+            return value
+        if isinstance(value, int | float):
+            return cls(float(value))
+        match = _RATE.match(value)
+        if not match:
+            raise ConfigurationError(f"cannot read {value!r} as a rate (e.g. 200/s, 30/m)")
+        count, span, unit = match.groups()
+        seconds = float(span or 1) * _UNIT[unit]
+        if seconds <= 0:
+            raise ConfigurationError(f"cannot read {value!r} as a rate: a zero period")
+        return cls(float(count) / seconds)
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.per_second
+
+    def __str__(self) -> str:
+        return f"{self.per_second:g}/s"
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """The answer to a reservation: `granted` with `wait` seconds to wait for the slot, or
+    refused (it would have had to wait longer than allowed) with `wait` as the retry-after."""
+
+    granted: bool
+    wait: float
+
+
+class RateLimitedError(MqkitError):
+    """Over the limit, and waiting was not allowed (or would pass the deadline)."""
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        name = repr(key) if key else "the default key"
+        super().__init__(f"rate limit for {name}: retry in {retry_after:.3f}s")
+        self.key = key
+        self.retry_after = retry_after
+
+
+class Limiter(Protocol):
+    rate: Rate
+    burst: int
+
+    async def reserve(self, key: str = "", *, max_wait: float = math.inf) -> Permit:
+        """Book the next slot for `key` if it comes within `max_wait` seconds."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def acquire(limiter: Limiter, key: str = "", *, timeout: float | None = None) -> float:
+    """Wait for a slot (at most `timeout` seconds, else RateLimitedError at once, without
+    waiting in vain); the seconds waited."""
+    permit = await limiter.reserve(key, max_wait=math.inf if timeout is None else timeout)
+    if not permit.granted:
+        raise RateLimitedError(key, permit.wait)
+    if permit.wait > 0:
+        await asyncio.sleep(permit.wait)
+    return permit.wait
+
+
+def check_burst(burst: int) -> int:
+    if burst < 1:
+        raise ConfigurationError(f"a burst must be at least 1, not {burst!r}")
+    return burst
