@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from mqkit.ratelimit import LocalLimiter
 from mqkit.webhooks.endpoints import Endpoint
 
 # Attempts that may wait for a lane's slots (as a multiple of its max concurrency) before
@@ -35,28 +36,12 @@ class Breaker:
     failure_rate: float = 0.95
 
 
-class _TokenBucket:
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.burst = max(1.0, rate)  # one second's worth
-        self.tokens = self.burst
-        self.at = time.monotonic()
-
-    def wait(self) -> float:
-        """Take a token; how long the caller must wait before using it (0: at once)."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        self.tokens -= 1
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
 class Lane:
     def __init__(self, endpoint: Endpoint, breaker: Breaker) -> None:
         self.endpoint = endpoint
         self.breaker = breaker
         self._slots = asyncio.Semaphore(endpoint.max_concurrency)
-        self._bucket = _TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
+        self._limiter = _limiter(endpoint)
         self.waiting = 0
         self.busy = 0
         self.latency = 0.0  # moving average of an attempt's duration, seconds
@@ -72,7 +57,7 @@ class Lane:
             self.endpoint.rate_limit,
         ):
             self._slots = asyncio.Semaphore(endpoint.max_concurrency)
-            self._bucket = _TokenBucket(endpoint.rate_limit) if endpoint.rate_limit else None
+            self._limiter = _limiter(endpoint)
         # The registry is shared by every dispatcher: a success seen by another one (or an
         # operator's enable) ends the streak here too.
         self.failing_since = endpoint.failing_since
@@ -108,8 +93,8 @@ class Lane:
             self.last_done = started
         self.busy += 1
         try:
-            if self._bucket is not None:
-                pause = self._bucket.wait()
+            if self._limiter is not None:
+                pause = self._limiter.reserve_now().wait
                 if pause:
                     await asyncio.sleep(pause)
             yield
@@ -137,3 +122,10 @@ class Lane:
                 ok, failed = ok + good, failed + bad
         total = ok + failed
         return total >= self.breaker.min_attempts and failed / total >= self.breaker.failure_rate
+
+
+def _limiter(endpoint: Endpoint) -> LocalLimiter | None:
+    """The endpoint's rate limit, with a second's worth of burst."""
+    if not endpoint.rate_limit:
+        return None
+    return LocalLimiter(endpoint.rate_limit, burst=max(1, int(endpoint.rate_limit)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from mqkit.broker import Broker
 from mqkit.idempotency.memory import MemoryStore
 from mqkit.idempotency.store import Claim, IdempotencyStore
+from mqkit.ratelimit import Limiter
 from mqkit.webhooks.signing import (
     DEFAULT_TOLERANCE,
     Secret,
@@ -73,7 +75,10 @@ class Receiver:
         dedup_ttl: float | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         max_pending: int = 1000,
+        limiter: Limiter | None = None,
     ) -> None:
+        """`limiter` (keyed by source name; a RedisLimiter shares it across receivers) makes
+        a sender over its rate get 429 with the Retry-After the limiter computed."""
         if not sources:
             raise ValueError("a receiver needs at least one source")
         self.broker = broker
@@ -86,6 +91,7 @@ class Receiver:
         self.max_body = max_body
         self.max_pending = max_pending
         self.pending = 0
+        self.limiter = limiter
         self.app = Starlette(routes=[Route("/{source}", self._receive, methods=["POST"])])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,6 +103,10 @@ class Receiver:
         source = self.sources.get(request.path_params["source"])
         if source is None:
             return _answer(404, "no such webhook source")
+        if self.limiter is not None:
+            permit = await self.limiter.reserve(source.name, max_wait=0)
+            if not permit.granted:
+                return _answer(429, "over the rate limit", retry_after=math.ceil(permit.wait))
         self.pending += 1
         try:
             return await self._accept(source, request)

@@ -320,3 +320,15 @@ async def test_patterns_and_disabled_endpoints(env: Env) -> None:
         await asyncio.sleep(0.3)
     assert len(env.endpoints["a"].received) == 3 and env.endpoints["b"].received == []
     assert a.matches(env.topic)
+
+
+async def test_an_endpoints_rate_limit_paces_its_deliveries(env: Env) -> None:
+    script = Script([200])
+    await env.add("paced", script, rate_limit=20.0)  # a second's worth (20) at once, then 20/s
+    async with env.running() as d:
+        await env.publish(60)
+        await until(lambda: d.stats.delivered == 60)
+    times = sorted(r.at for r in script.received)
+    took = times[-1] - times[0]
+    assert 1.8 <= took <= 2.6, took  # the 40 after the burst at 20/s
+    assert sum(t - times[0] < 1.0 for t in times) <= 41

@@ -218,3 +218,17 @@ async def test_mqkit_signatures_are_accepted_too_and_rotation_keeps_working(
         assert (await rotating.post(BODY, headers)).status_code == 200
     assert len(await rotating.enqueued()) == 3
     await rotating.client.aclose()
+
+
+async def test_a_sender_over_its_rate_gets_429_with_the_limiters_retry_after(
+    rig: Rig,
+) -> None:
+    from mqkit.ratelimit import LocalLimiter
+
+    limited = Rig(rig.broker, limiter=LocalLimiter("1/2s", burst=3))
+    bodies = [f'{{"n": {i}}}'.encode() for i in range(5)]
+    answers = [await limited.post(b, signed(b)) for b in bodies]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    assert {a.headers["Retry-After"] for a in answers[3:]} == {"2"}
+    assert {m.body for m in await limited.enqueued()} == set(bodies[:3])
+    await limited.client.aclose()
