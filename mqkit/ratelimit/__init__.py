@@ -8,5 +8,15 @@
 
 from mqkit.ratelimit.limiter import Limiter, Permit, Rate, RateLimitedError, acquire
 from mqkit.ratelimit.local import LocalLimiter
+from mqkit.ratelimit.publisher import PacedPublisher, PublishBackpressureError
 
-__all__ = ["Limiter", "LocalLimiter", "Permit", "Rate", "RateLimitedError", "acquire"]
+__all__ = [
+    "Limiter",
+    "LocalLimiter",
+    "PacedPublisher",
+    "Permit",
+    "PublishBackpressureError",
+    "Rate",
+    "RateLimitedError",
+    "acquire",
+]

@@ -81,17 +81,21 @@ class Limiter(Protocol):
     rate: Rate
     burst: int
 
-    async def reserve(self, key: str = "", *, max_wait: float = math.inf) -> Permit:
-        """Book the next slot for `key` if it comes within `max_wait` seconds."""
+    async def reserve(self, key: str = "", *, max_wait: float = math.inf, cost: int = 1) -> Permit:
+        """Book the next `cost` slots for `key` if they come within `max_wait` seconds."""
         ...
 
     async def close(self) -> None: ...
 
 
-async def acquire(limiter: Limiter, key: str = "", *, timeout: float | None = None) -> float:
-    """Wait for a slot (at most `timeout` seconds, else RateLimitedError at once, without
-    waiting in vain); the seconds waited."""
-    permit = await limiter.reserve(key, max_wait=math.inf if timeout is None else timeout)
+async def acquire(
+    limiter: Limiter, key: str = "", *, timeout: float | None = None, cost: int = 1
+) -> float:
+    """Wait for `cost` slots (at most `timeout` seconds, else RateLimitedError at once,
+    without waiting in vain); the seconds waited."""
+    permit = await limiter.reserve(
+        key, max_wait=math.inf if timeout is None else timeout, cost=cost
+    )
     if not permit.granted:
         raise RateLimitedError(key, permit.wait)
     if permit.wait > 0:

@@ -27,20 +27,21 @@ class LocalLimiter:
         self._clock = clock
         self._tat: dict[str, float] = {}
 
-    async def reserve(self, key: str = "", *, max_wait: float = math.inf) -> Permit:
-        return self.reserve_now(key, max_wait=max_wait)
+    async def reserve(self, key: str = "", *, max_wait: float = math.inf, cost: int = 1) -> Permit:
+        return self.reserve_now(key, max_wait=max_wait, cost=cost)
 
-    def reserve_now(self, key: str = "", *, max_wait: float = math.inf) -> Permit:
+    def reserve_now(self, key: str = "", *, max_wait: float = math.inf, cost: int = 1) -> Permit:
         """`reserve` without the event loop, for callers that are not coroutines."""
         now = self._clock()
         interval = self.rate.interval
         tat = max(self._tat.get(key, now), now)
-        wait = max(0.0, tat - (self.burst - 1) * interval - now)
+        # The last of `cost` slots must fall within the tolerance.
+        wait = max(0.0, tat + (cost - 1 - (self.burst - 1)) * interval - now)
         if wait > max_wait:
             return Permit(False, wait)
         if len(self._tat) >= _PRUNE_AT:
             self._tat = {k: t for k, t in self._tat.items() if t > now}
-        self._tat[key] = tat + interval
+        self._tat[key] = tat + cost * interval
         return Permit(True, wait)
 
     async def close(self) -> None:

@@ -36,12 +36,13 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local wait = tat - tolerance - now
+local wait = tat + (cost - 1) * interval - tolerance - now
 if wait < 0 then wait = 0 end
 if max_wait >= 0 and wait > max_wait then return {0, wait} end
-local booked = tat + interval
+local booked = tat + cost * interval
 redis.call('SET', KEYS[1], string.format('%.0f', booked), 'PX',
            math.ceil((booked - now) / 1000) + 1000)
 return {1, wait}
@@ -90,7 +91,7 @@ class RedisLimiter:
         )
         self.in_outage = False
 
-    async def reserve(self, key: str = "", *, max_wait: float = math.inf) -> Permit:
+    async def reserve(self, key: str = "", *, max_wait: float = math.inf, cost: int = 1) -> Permit:
         while True:
             try:
                 granted, wait_us = await self._script(
@@ -99,12 +100,13 @@ class RedisLimiter:
                         round(self.rate.interval * 1e6),
                         round((self.burst - 1) * self.rate.interval * 1e6),
                         -1 if math.isinf(max_wait) else round(max_wait * 1e6),
+                        cost,
                     ],
                 )
             except _UNREACHABLE as exc:
                 self._note_outage(exc)
                 if self.on_outage == "local":
-                    return await self._fallback.reserve(key, max_wait=max_wait)
+                    return await self._fallback.reserve(key, max_wait=max_wait, cost=cost)
                 if max_wait < self.outage_retry:
                     return Permit(False, self.outage_retry)
                 await asyncio.sleep(self.outage_retry)  # paused until Redis answers

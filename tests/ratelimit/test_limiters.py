@@ -138,3 +138,15 @@ async def test_an_unreachable_redis_pauses_or_falls_back(on_outage: str) -> None
             assert waits[0] == 0 and waits[1] == pytest.approx(0.02, abs=0.005)
     finally:
         await limiter.close()
+
+
+async def test_redis_limiter_charges_a_cost_per_slot() -> None:
+    limiter = redis_limiter(rate="10/s", burst=5)
+    try:
+        assert (await limiter.reserve(cost=5)).wait == 0
+        permit = await limiter.reserve(cost=3)
+        assert permit.granted and 0.28 <= permit.wait <= 0.3
+        refused = await limiter.reserve(cost=2, max_wait=0.1)
+        assert not refused.granted and 0.48 <= refused.wait <= 0.5
+    finally:
+        await limiter.close()
