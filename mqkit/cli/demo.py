@@ -56,7 +56,10 @@ def demo(
     concurrency: Annotated[int, typer.Option(help="Handlers running at once.")] = 8,
     url: UrlOption = None,
 ) -> None:
-    """Publish orders, process them with a worker (one retried, one dead-lettered), live."""
+    """Publish orders, process them with a worker (one retried, one dead-lettered), live.
+    `mqkit demo peak-shaving` shows a burst drained at a rate limit."""
+    if ctx.invoked_subcommand is not None:
+        return
     if orders < 10:
         raise UserError("--orders must be at least 10")
     run(_demo(pick_url(ctx, url), orders, concurrency))

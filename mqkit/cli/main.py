@@ -14,6 +14,7 @@ from mqkit.cli.demo import demo
 from mqkit.cli.dlq import dlq_app
 from mqkit.cli.half import half_app
 from mqkit.cli.outbox import outbox_app
+from mqkit.cli.peak_shaving import peak_shaving
 from mqkit.cli.publish import publish
 from mqkit.cli.run import run_command
 from mqkit.cli.webhook import webhook_app
@@ -52,7 +53,10 @@ def root(
 app.command()(publish)
 app.command()(consume)
 app.command("run")(run_command)
-app.command()(demo)
+demo_app = typer.Typer(help="Demos on the configured broker (the embedded default unless told).")
+demo_app.callback(invoke_without_command=True)(demo)
+demo_app.command("peak-shaving")(peak_shaving)
+app.add_typer(demo_app, name="demo")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(half_app, name="half")

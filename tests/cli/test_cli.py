@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,6 +195,25 @@ def test_demo_finishes_by_itself(url: str) -> None:
     assert r.returncode == 0, r.stderr
     assert "done: 59 handled" in out and "succeeded after 2 retries" in out
     assert "1 dead-lettered" in out and "DecodeError" in out
+
+
+def test_peak_shaving_demo_drains_the_burst_at_the_limit_and_draws_it(
+    url: str, tmp_path: Path
+) -> None:
+    chart = tmp_path / "shaved.png"
+    r = mqkit(
+        "demo", "peak-shaving", "--rate", "100/s", "--factor", "5", "--chart", str(chart),
+        url=url, timeout=120, columns=40,
+    )  # fmt: skip
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    offered, processed = (int(n) for n in re.findall(r"(?:offered|processed) (\d+)", out)[:2])
+    assert offered == processed and "lost 0" in out
+    busiest = int(re.search(r"busiest second after the first: (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert busiest <= 110
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = mqkit("demo", "peak-shaving", "--rate", "fast", url=url)
+    assert bad.returncode == 2 and b"--rate" in bad.stderr and b"Traceback" not in bad.stderr
 
 
 def test_demo_uses_the_embedded_default_without_any_url(tmp_path: Path) -> None:
