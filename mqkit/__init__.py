@@ -10,6 +10,7 @@ async with mqkit.connect("sqlite:///queue.db") as broker:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mqkit.adaptive import AdaptiveConcurrency
 from mqkit.app import App
 from mqkit.broker import Broker, Delivery, Subscription
 from mqkit.capabilities import Capabilities
@@ -34,6 +35,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = [
+    "AdaptiveConcurrency",
     "App",
     "Broker",
     "BrokerUnavailableError",

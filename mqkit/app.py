@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mqkit.adaptive import AdaptiveConcurrency, AimdLimit
 from mqkit.broker import Broker, Delivery, Subscription, validate_topic
 from mqkit.dlq import REPLAY_GROUP
 from mqkit.errors import DecodeError
@@ -50,6 +51,7 @@ class Stats:
     retried: int = 0
     dead_lettered: int = 0
     in_flight: int = 0
+    concurrency_limit: int = 0  # handlers allowed at once now (moves with adaptive=)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class SubscriberSpec:
     retry: RetryPolicy | None
     middleware: Sequence[Middleware]
     limit: RateLimit | Limiter | None = None
+    adaptive: AdaptiveConcurrency | None = None
     stats: Stats = field(default_factory=Stats)
 
 
@@ -117,6 +120,7 @@ class App:
         burst: int = 1,
         rate_key: str | None = None,
         limiter: Limiter | None = None,
+        adaptive: AdaptiveConcurrency | None = None,
     ) -> Callable[[H], H]:
         """Register an async handler for `topic` in consumer `group` (default: the handler's
         qualified name), running at most `concurrency` messages at once.
@@ -124,7 +128,9 @@ class App:
         `rate="200/s"` (with `burst`) paces the handler: over the limit the subscriber takes
         no further message, so the backlog stays in the broker; nothing is nacked, retried
         or dropped for it. `rate_key="billing"` makes it one limit for every process using
-        that key (needs the App's `limits_url`); `limiter=` takes any Limiter instead."""
+        that key (needs the App's `limits_url`); `limiter=` takes any Limiter instead.
+        `adaptive=AdaptiveConcurrency(...)` moves the handlers allowed at once between 1 and
+        `concurrency` on their latency and errors (see mqkit.adaptive)."""
         validate_topic(topic)
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -154,6 +160,7 @@ class App:
                     retry=retry,
                     middleware=list(middleware),
                     limit=limit,
+                    adaptive=adaptive,
                 )
             )
             return handler
@@ -226,7 +233,14 @@ class _Consumer:
         middlewares = [*app.middleware, *spec.middleware]
         self.call: CallNext = chain(middlewares, compile_handler(spec.handler))
         self._subscription: Subscription | None = None
-        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._slots: asyncio.Semaphore | AimdLimit = (
+            AimdLimit(spec.adaptive, spec.concurrency)
+            if spec.adaptive
+            else asyncio.Semaphore(spec.concurrency)
+        )
+        spec.stats.concurrency_limit = (
+            self._slots.limit if isinstance(self._slots, AimdLimit) else spec.concurrency
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._limiter: Limiter | None = None
@@ -273,6 +287,8 @@ class _Consumer:
     async def _handle(self, delivery: Delivery) -> None:
         stats = self.spec.stats
         stats.in_flight += 1
+        started = time.monotonic()
+        ok = True  # for adaptive concurrency: did the downstream cope?
         message = delivery.message
         ctx = Context(message=message, topic=message.topic, group=self.spec.group)
         try:
@@ -281,12 +297,14 @@ class _Consumer:
             else:
                 await self.call(ctx)
         except Retry as request:
+            ok = False
             stats.retried += 1
             await delivery.nack(request.delay)
         except (DecodeError, Reject) as exc:
             stats.dead_lettered += 1
             await delivery.reject(exc)
         except Exception as exc:
+            ok = False
             if self.policy.should_retry(exc, message.attempt):
                 delay = self.policy.delay(message.attempt)
                 stats.retried += 1
@@ -319,7 +337,11 @@ class _Consumer:
                 stats.handled += 1
         finally:
             stats.in_flight -= 1
-            self._slots.release()
+            if isinstance(self._slots, AimdLimit):
+                await self._slots.release(ok=ok, latency=time.monotonic() - started)
+                stats.concurrency_limit = self._slots.limit
+            else:
+                self._slots.release()
 
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""
