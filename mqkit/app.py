@@ -73,6 +73,7 @@ class SubscriberSpec:
     retry: RetryPolicy | None
     middleware: Sequence[Middleware]
     limit: RateLimit | Limiter | None = None
+    rate_by: Callable[[Message], str] | None = None
     adaptive: AdaptiveConcurrency | None = None
     stats: Stats = field(default_factory=Stats)
 
@@ -120,6 +121,7 @@ class App:
         burst: int = 1,
         rate_key: str | None = None,
         limiter: Limiter | None = None,
+        rate_by: Callable[[Message], str] | None = None,
         adaptive: AdaptiveConcurrency | None = None,
     ) -> Callable[[H], H]:
         """Register an async handler for `topic` in consumer `group` (default: the handler's
@@ -129,6 +131,9 @@ class App:
         no further message, so the backlog stays in the broker; nothing is nacked, retried
         or dropped for it. `rate_key="billing"` makes it one limit for every process using
         that key (needs the App's `limits_url`); `limiter=` takes any Limiter instead.
+        `rate_by=lambda m: m.key` makes it a limit per key (per tenant, per customer): then a
+        message waits for its key's turn in a handler slot, so the other keys go on while
+        `concurrency` slots are free, and the fetch is held back once all of them wait.
         `adaptive=AdaptiveConcurrency(...)` moves the handlers allowed at once between 1 and
         `concurrency` on their latency and errors (see mqkit.adaptive)."""
         validate_topic(topic)
@@ -143,9 +148,11 @@ class App:
             limit = RateLimit(Rate.parse(rate), burst, rate_key)
         elif rate_key is not None:
             raise ValueError("rate_key= needs rate=")
+        if rate_by is not None and limit is None:
+            raise ValueError("rate_by= needs rate= or limiter=")
         if prefetch is None:
             prefetch = max(10, 2 * concurrency)
-            if limit is not None:  # what waits for its turn waits in the broker, not here
+            if limit is not None and rate_by is None:  # waiting is in the broker, not here
                 prefetch = max(1, min(prefetch, limit.burst))
 
         def register(handler: H) -> H:
@@ -160,6 +167,7 @@ class App:
                     retry=retry,
                     middleware=list(middleware),
                     limit=limit,
+                    rate_by=rate_by,
                     adaptive=adaptive,
                 )
             )
@@ -276,7 +284,7 @@ class _Consumer:
         assert self._subscription is not None
         async for delivery in self._subscription:
             await self._slots.acquire()
-            if self._limiter is not None:
+            if self._limiter is not None and self.spec.rate_by is None:
                 # Waiting here is what holds back the fetch: the subscription's small
                 # prefetch fills, and the rest stays in the broker.
                 await acquire(self._limiter)
@@ -292,6 +300,9 @@ class _Consumer:
         message = delivery.message
         ctx = Context(message=message, topic=message.topic, group=self.spec.group)
         try:
+            if self._limiter is not None and self.spec.rate_by is not None:
+                await acquire(self._limiter, self.spec.rate_by(message))
+                started = time.monotonic()  # latency is the handler's, not the wait
             if message.headers.get(REPLAY_GROUP, self.spec.group) != self.spec.group:
                 ctx.state["mqkit.skipped"] = True  # a DLQ replay for another group
             else:

@@ -104,3 +104,27 @@ def test_bad_limits_are_refused_at_declaration() -> None:
         app.subscriber("t", rate="10/s", rate_key="billing")
     with pytest.raises(ValueError, match="rate="):
         app.subscriber("t", rate_key="billing")
+
+
+async def test_a_limit_per_key_lets_the_other_keys_go_on(broker: mqkit.Broker) -> None:
+    app = mqkit.App(broker=broker)
+    done: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+
+    @app.subscriber(
+        "work", group="keyed", concurrency=8, rate="10/s", burst=1, rate_by=lambda m: m.key or ""
+    )
+    async def work(message: mqkit.Message) -> None:
+        done[message.key or ""].append(time.monotonic())
+
+    async with app.running():
+        started = time.monotonic()
+        await broker.publish_batch(
+            [mqkit.Message.create("work", b"", key=k) for k in "abc" for _ in range(11)]
+        )
+        async with asyncio.timeout(30):
+            while sum(map(len, done.values())) < 33:
+                await asyncio.sleep(0.02)
+    # Each key at 10/s on its own: 11 each in about 1 s, side by side, not 3 s one after another.
+    for key, times in done.items():
+        took = max(times) - started
+        assert 0.9 <= took <= 1.6, (key, took)
