@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -182,7 +183,8 @@ class KafkaBroker(Broker):
     # -- publishing --------------------------------------------------------------------------
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
-        not_before = int((time.time() + delay) * 1000) if delay else None
+        # Rounded up: a delayed record is never due before its delay, not even by a millisecond.
+        not_before = math.ceil((time.time() + delay) * 1000) if delay else None
         records = [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
         await self._deliver(records, "publish")
 
@@ -248,7 +250,7 @@ class KafkaBroker(Broker):
     async def send_retry(self, retry_topic: str, message: Message, delay: float) -> None:
         """A copy for the group's retry topic, held by consumers until it is due."""
         record = to_record(
-            message, attempt=message.attempt, not_before_ms=int((time.time() + delay) * 1000)
+            message, attempt=message.attempt, not_before_ms=math.ceil((time.time() + delay) * 1000)
         )
         await self._deliver([(retry_topic, record)], "retry")
 

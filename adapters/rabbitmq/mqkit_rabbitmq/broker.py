@@ -66,7 +66,7 @@ def amqp_url(url: str) -> str:
 
 def delay_bucket_ms(delay: float) -> int:
     """The delay in ms rounded to two significant digits: few queues, within 5% of asked."""
-    ms = max(1, round(delay * 1000))
+    ms = max(1, math.ceil(delay * 1000))  # never early
     if ms < 100:
         return ms
     scale = 10 ** (int(math.log10(ms)) - 1)

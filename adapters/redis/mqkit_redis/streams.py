@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -64,12 +65,13 @@ if #nxt > 0 then wait = math.max(0, tonumber(nxt[2]) - now) end
 return {#due, wait}
 """
 
-# Park an entry until later, optionally acking the delivery it replaces, atomically.
+# Park an entry until later, optionally acking the delivery it replaces, atomically. Its due
+# time is rounded up to the millisecond (the due check rounds down): never early.
 # KEYS: zset, hash for the entry, stream to ack. ARGV: delay ms, group ('' for no ack), id,
 # then field, value, ...
 _SCHEDULE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), KEYS[2])
 if ARGV[2] ~= '' then redis.call('XACK', KEYS[3], ARGV[2], ARGV[3]) end
@@ -174,7 +176,7 @@ class RedisStreamsBroker(LeasingBroker):
         """Queue on `pipe` the _SCHEDULE script: keep `fields` in `zset` until `delay` has
         passed, acking the delivery `acking` (stream, group, entry id) in the same step."""
         stream, group, entry_id = acking or ("", "", b"")
-        args: list[Any] = [int(delay * 1000), group, entry_id]
+        args: list[Any] = [math.ceil(delay * 1000), group, entry_id]  # never early
         for k, v in fields.items():
             args += [k, v]
         keys = [zset, self.parked_key(), stream or zset]
