@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from mqkit.errors import ConfigurationError, MqkitError
+from mqkit.urls import parse_duration
 
 # What a shared limiter does while its store is unreachable (see mqkit.ratelimit.redis).
 Outage = Literal["pause", "local"]
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_COUNT = re.compile(r"\d+(?:\.\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,13 @@ class Rate:
             return value
         if isinstance(value, int | float):
             return cls(float(value))
-        match = _RATE.match(value)
-        if not match:
+        count, slash, period = (part.strip() for part in value.partition("/"))
+        # The period is a duration with its unit (s, 100ms, 2h); a bare unit means one of it.
+        if not slash or not _COUNT.fullmatch(count) or not period[-1:].isalpha():
             raise ConfigurationError(f"cannot read {value!r} as a rate (e.g. 200/s, 30/m)")
-        count, span, unit = match.groups()
-        seconds = float(span or 1) * _UNIT[unit]
+        if not period[0].isdigit():
+            period = "1" + period
+        seconds = parse_duration(period, name=f"the period of rate {value!r}")
         if seconds <= 0:
             raise ConfigurationError(f"cannot read {value!r} as a rate: a zero period")
         return cls(float(count) / seconds)

@@ -12,7 +12,6 @@ PublishBackpressureError) instead of piling up tasks and memory.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,13 +57,14 @@ class PacedPublisher:
         """Broker.publish_batch, paced: a batch takes one slot of the rate per message."""
         if not messages:
             return
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if self.timeout is None else loop.time() + self.timeout
         # A batch larger than the bound goes alone rather than never.
         count = min(len(messages), self.max_in_flight)
         await self._enter(count, deadline)
         try:
             if self.limiter is not None:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                left = None if deadline is None else max(0.0, deadline - loop.time())
                 await acquire(self.limiter, self.key, timeout=left, cost=len(messages))
             await self.broker.publish_batch(messages, delay=delay)
         finally:
@@ -73,7 +73,7 @@ class PacedPublisher:
     async def _enter(self, count: int, deadline: float | None) -> None:
         async with self._room:
             try:
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with asyncio.timeout_at(deadline):
                     await self._room.wait_for(lambda: self.in_flight + count <= self.max_in_flight)
             except TimeoutError:
                 raise PublishBackpressureError(
@@ -86,10 +86,3 @@ class PacedPublisher:
         async with self._room:
             self.in_flight -= count
             self._room.notify_all()
-
-
-def _loop_time(deadline: float | None) -> float | None:
-    """A time.monotonic() deadline on the event loop's clock."""
-    if deadline is None:
-        return None
-    return asyncio.get_running_loop().time() + (deadline - time.monotonic())

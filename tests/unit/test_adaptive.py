@@ -10,6 +10,7 @@ import pytest
 
 import mqkit
 from mqkit.adaptive import AdaptiveConcurrency, AimdLimit
+from tests.unit.test_app import until
 
 
 async def test_additive_increase_per_round_multiplicative_decrease_once_a_round() -> None:
@@ -59,9 +60,7 @@ async def test_a_subscriber_finds_the_concurrency_a_slowing_downstream_can_take(
         stats = app.subscribers[0].stats
         async with app.running():
             await broker.publish_batch([mqkit.Message.create("calls", b"") for _ in range(600)])
-            async with asyncio.timeout(60):
-                while stats.handled < 600:
-                    await asyncio.sleep(0.05)
+            await until(lambda: stats.handled >= 600, 60)
     later = sorted(latencies[300:])
     print(f"limit over time: {limits[::50]}, median latency of the second half: "
           f"{later[len(later) // 2] * 1000:.0f} ms")  # fmt: skip
@@ -89,8 +88,6 @@ async def test_errors_make_it_back_off_and_nothing_is_lost() -> None:
         stats = app.subscribers[0].stats
         async with app.running():
             await broker.publish_batch([mqkit.Message.create("calls", b"") for _ in range(300)])
-            async with asyncio.timeout(60):
-                while stats.handled < 300:
-                    await asyncio.sleep(0.05)
+            await until(lambda: stats.handled >= 300, 60)
     assert stats.handled == 300 and stats.dead_lettered == 0
     assert stats.concurrency_limit <= 8
