@@ -90,21 +90,9 @@ class Attempt:
     response: str | None = None
 
     def row(self) -> dict[str, Any]:
-        # Spelled out: dataclasses.asdict deep-copies every field, a tenth of a millisecond
-        # per delivery that the dispatcher's profile showed.
-        return {
-            "endpoint_id": self.endpoint_id,
-            "message_id": self.message_id,
-            "topic": self.topic,
-            "attempt": self.attempt,
-            "at": self.at,
-            "status": self.status,
-            "ok": self.ok,
-            "latency_ms": self.latency_ms,
-            "outcome": self.outcome,
-            "error": self.error,
-            "response": self.response,
-        }
+        # A shallow copy of the fields: dataclasses.asdict deep-copies each one, a tenth of a
+        # millisecond per delivery that the dispatcher's profile showed.
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class AttemptLog(SqlTables):
