@@ -8,7 +8,9 @@ async with mqkit.connect("sqlite:///queue.db") as broker:
             await delivery.ack()
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 
 from mqkit.adaptive import AdaptiveConcurrency
 from mqkit.app import App
@@ -19,10 +21,16 @@ from mqkit.errors import (
     ClosedError,
     ConfigurationError,
     DecodeError,
+    HalfMessageError,
     InvalidTopicError,
     MessageTooLargeError,
     MqkitError,
+    PublishBackpressureError,
+    PublishTimeoutError,
+    RateLimitedError,
+    SsrfError,
     UnknownSchemeError,
+    WebhookVerificationError,
 )
 from mqkit.message import Message
 from mqkit.middleware import Context
@@ -33,6 +41,17 @@ try:
     __version__ = version("mqkit")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+# The feature packages, imported on first use (`mqkit.outbox.add(...)` after `import mqkit`):
+# some pull in SQLAlchemy, aiohttp or starlette, which `import mqkit` alone should not pay.
+_SUBPACKAGES = frozenset({"dlq", "half", "idempotency", "outbox", "ratelimit", "sync", "webhooks"})
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"mqkit.{name}")
+    raise AttributeError(f"module 'mqkit' has no attribute {name!r}")
+
 
 __all__ = [
     "AdaptiveConcurrency",
@@ -45,15 +64,21 @@ __all__ = [
     "Context",
     "DecodeError",
     "Delivery",
+    "HalfMessageError",
     "InvalidTopicError",
     "Message",
     "MessageTooLargeError",
     "MqkitError",
+    "PublishBackpressureError",
+    "PublishTimeoutError",
+    "RateLimitedError",
     "Reject",
     "Retry",
     "RetryPolicy",
+    "SsrfError",
     "Subscription",
     "UnknownSchemeError",
+    "WebhookVerificationError",
     "__version__",
     "connect",
 ]

@@ -309,8 +309,12 @@ class _Consumer:
                 await self.call(ctx)
         except Retry as request:
             ok = False
-            stats.retried += 1
-            await delivery.nack(request.delay)
+            # An explicit Retry is an attempt too: it ends in the DLQ once they run out.
+            if self.policy.exhausted(message.attempt):
+                await self._dead_letter(delivery, request)
+            else:
+                stats.retried += 1
+                await delivery.nack(request.delay)
         except (DecodeError, Reject) as exc:
             stats.dead_lettered += 1
             await delivery.reject(exc)
@@ -329,15 +333,7 @@ class _Consumer:
                 )
                 await delivery.nack(delay)
             else:
-                stats.dead_lettered += 1
-                log.error(
-                    "mqkit: %s dead-lettered after attempt %d: %s: %s",
-                    message.id,
-                    message.attempt,
-                    type(exc).__name__,
-                    exc,
-                )
-                await delivery.reject(exc)
+                await self._dead_letter(delivery, exc)
         else:
             await delivery.ack()
             if ctx.state.get("mqkit.skipped"):
@@ -353,6 +349,18 @@ class _Consumer:
                 stats.concurrency_limit = self._slots.limit
             else:
                 self._slots.release()
+
+    async def _dead_letter(self, delivery: Delivery, exc: Exception) -> None:
+        self.spec.stats.dead_lettered += 1
+        message = delivery.message
+        log.error(
+            "mqkit: %s dead-lettered after attempt %d: %s: %s",
+            message.id,
+            message.attempt,
+            type(exc).__name__,
+            exc,
+        )
+        await delivery.reject(exc)
 
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""

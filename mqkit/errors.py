@@ -51,3 +51,30 @@ class PublishTimeoutError(BrokerUnavailableError):
     the broker is back (aiokafka does). Publish the same message again (same id) and let
     consumers deduplicate (mqkit.idempotency); never assume it was not sent.
     """
+
+
+class PublishBackpressureError(MqkitError):
+    """Too many publishes in flight for longer than the timeout."""
+
+
+class RateLimitedError(MqkitError):
+    """Over the limit, and waiting was not allowed (or would pass the deadline)."""
+
+    def __init__(self, key: str, retry_after: float) -> None:
+        name = repr(key) if key else "the default key"
+        super().__init__(f"rate limit for {name}: retry in {retry_after:.3f}s")
+        self.key = key
+        self.retry_after = retry_after
+
+
+class HalfMessageError(MqkitError):
+    """A commit or rollback came too late: a checker had already resolved the message
+    the other way (or it is unknown to the store)."""
+
+
+class WebhookVerificationError(MqkitError):
+    """The delivery is not authentic or not fresh; the message says which check failed."""
+
+
+class SsrfError(MqkitError):
+    """The endpoint's address is one the guard refuses; the message says which and why."""

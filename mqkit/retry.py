@@ -5,17 +5,20 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from mqkit.errors import MqkitError
 
-class Retry(Exception):
+
+class Retry(MqkitError):
     """Raise from a handler to have the message delivered again after `delay` seconds
-    (e.g. a downstream answered Retry-After). Counts as an attempt."""
+    (e.g. a downstream answered Retry-After). Counts as an attempt: after the policy's
+    `max_attempts` the message is dead-lettered with this as the reason."""
 
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
         super().__init__(reason or f"retry requested (delay={delay})")
         self.delay = delay
 
 
-class Reject(Exception):
+class Reject(MqkitError):
     """Raise from a handler to send the message to the dead-letter queue at once."""
 
 
@@ -52,8 +55,12 @@ class RetryPolicy:
             return bound
         return (rng or random).uniform(0.0, bound)
 
+    def exhausted(self, attempt: int) -> bool:
+        """Whether failed attempt `attempt` was the last one allowed."""
+        return attempt >= self.max_attempts
+
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
-        if attempt >= self.max_attempts:
+        if self.exhausted(attempt):
             return False
         if isinstance(exc, self.dead_letter_on):
             return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 from sqlalchemy import MetaData, event
@@ -51,6 +52,18 @@ def engine_for(url: str, *, wal: bool = False) -> AsyncEngine:
         return _create(async_url(url), wal=wal)
     except Exception as exc:  # a missing driver, a bad option
         raise MqkitError(f"cannot use database {mask(url)}: {exc}") from None
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether `url` names a SQLite file that does not exist. Opening it would create an
+    empty database, which a command that only reads or relays must not leave behind."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return not os.path.exists(parsed.database)
 
 
 def check_dialect(engine: AsyncEngine) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
 from mqkit.errors import ConfigurationError
 
@@ -27,17 +27,54 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
+# Query keys whose values are credentials, by the words their names are made of
+# (`sasl_plain_password`, `access_token`, `X-Amz-Signature`, `api_key`, `client_secret`).
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "pass", "pwd", "token", "secret", "key", "apikey", "signature",
+     "sig", "credential", "credentials", "auth", "authorization", "session", "jwt"}
+)  # fmt: skip
+_WORD = re.compile(r"[^a-z0-9]+")
+MASKED = "***"
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a query parameter called `name` carries a credential."""
+    lowered = name.lower()
+    words = set(_WORD.split(lowered))
+    return bool(words & _SECRET_WORDS) or lowered.endswith(("password", "token", "secret"))
+
+
 def mask(url: str) -> str:
-    """The URL with any password replaced by ***, safe for logs and error messages."""
+    """The URL safe for errors, logs, tables and JSON: the userinfo password and every
+    secret-looking query value replaced by ***. For http(s), where a lone user name is
+    usually a token (https://TOKEN@host), the whole userinfo is masked."""
     try:
         parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, has_password, _ = userinfo.partition(":")
+            if has_password:
+                userinfo = f"{user}:{MASKED}"
+            elif parts.scheme.lower() in ("http", "https") and user:
+                userinfo = MASKED
+            netloc = f"{userinfo}@{host}"
+        query = "&".join(_mask_pair(pair) for pair in parts.query.split("&"))
+        if netloc == parts.netloc and query == parts.query:
+            return url
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _mask_pair(pair: str) -> str:
+    name, eq, _ = pair.partition("=")
+    return f"{name}={MASKED}" if eq and is_secret_key(unquote_plus(name)) else pair
+
+
+def mask_in(text: str, url: str) -> str:
+    """`text` (an error from a client that quotes the URL) with `url` shown masked."""
+    return text.replace(url, mask(url)) if url in text else text
 
 
 def query_options(url: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich.console import Console
 
 from mqkit.errors import MqkitError
 from mqkit.urls import mask
@@ -74,8 +75,10 @@ def pick_url(ctx: typer.Context, url: str | None) -> str | None:
     return root.get("url") if isinstance(root, dict) else None
 
 
-def load_object(target: str, default_attribute: str) -> Any:
-    """What `module:attribute` names, importable from the current directory."""
+def load_object(target: str, default_attribute: str, *, traceback: bool = False) -> Any:
+    """What `module:attribute` names, importable from the current directory. A module that
+    raises while it is imported is a user error naming what was raised and where;
+    `traceback=True` lets the exception through whole instead."""
     module_name, _, attribute = target.partition(":")
     attribute = attribute or default_attribute
     if not module_name:
@@ -84,14 +87,40 @@ def load_object(target: str, default_attribute: str) -> Any:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+    except Exception as exc:
+        if traceback:
+            raise
+        if isinstance(exc, ModuleNotFoundError) and _is_or_contains(exc.name, module_name):
             raise UserError(f"cannot import {module_name!r}: no such module") from None
-        raise
+        raise UserError(
+            f"importing {module_name!r} raised {type(exc).__name__}: {first_line(exc)} "
+            f"at {_where(exc)} (--traceback shows the rest)"
+        ) from None
     found = getattr(module, attribute, None)
     if found is None:
         raise UserError(f"module {module_name!r} has no attribute {attribute!r}")
     return found
+
+
+def _is_or_contains(missing: str | None, module_name: str) -> bool:
+    """Whether a missing module `missing` is `module_name` itself or one of its packages
+    (not a module that `module_name`, which exists, imports)."""
+    return bool(missing) and (missing == module_name or module_name.startswith(f"{missing}."))
+
+
+def _where(exc: BaseException) -> str:
+    """file:line of the innermost frame the exception passed through, leaving out the
+    import machinery's own (for a SyntaxError, the bad line)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    where = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not filename.startswith("<frozen"):
+            where = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -100,6 +129,14 @@ def stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+
+
+def table_console() -> Console:
+    """Where tables go: sized to the terminal, or, when stdout is a pipe or a file, as wide
+    as the rows need, so that nothing a script reads (ids, URLs) is cut or folded."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=100_000)
 
 
 def age(seconds: float) -> str:

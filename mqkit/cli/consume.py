@@ -48,11 +48,11 @@ def consume(
         typer.Option("--group", "-g", help="Consumer group (default: a private one)."),
     ] = None,
     count: Annotated[
-        int | None, typer.Option("--count", "-n", help="Stop after N messages.")
+        int | None, typer.Option("--count", "-n", min=1, help="Stop after N messages.")
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", "-t", help="Stop when no message came for S seconds."),
+        typer.Option("--timeout", "-t", min=0, help="Stop when no message came for S seconds."),
     ] = None,
     from_beginning: Annotated[
         bool,

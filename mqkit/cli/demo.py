@@ -52,8 +52,8 @@ def _view(stats: Stats, total: int, started: float, progress: Progress) -> Group
 
 def demo(
     ctx: typer.Context,
-    orders: Annotated[int, typer.Option(help="How many orders to publish.")] = 500,
-    concurrency: Annotated[int, typer.Option(help="Handlers running at once.")] = 8,
+    orders: Annotated[int, typer.Option(min=1, help="How many orders to publish.")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, help="Handlers running at once.")] = 8,
     url: UrlOption = None,
 ) -> None:
     """Publish orders, process them with a worker (one retried, one dead-lettered), live.

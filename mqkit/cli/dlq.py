@@ -9,10 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mqkit.cli.common import UrlOption, UserError, age, pick_url, run
+from mqkit.cli.common import UrlOption, UserError, age, pick_url, run, table_console
 from mqkit.dlq import DeadLetter, DeadLetters
 from mqkit.registry import connect
 
@@ -32,7 +31,7 @@ IdsOption = Annotated[
 ]
 IdleOption = Annotated[
     float,
-    typer.Option("--wait", help="Stop reading the DLQ when nothing came for S seconds."),
+    typer.Option("--wait", min=0, help="Stop reading the DLQ when nothing came for S seconds."),
 ]
 
 
@@ -80,7 +79,7 @@ def list_command(
     ctx: typer.Context,
     topic: Topic,
     group: GroupOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N.")] = 1000,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most N.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     wait: IdleOption = 1.5,
     url: UrlOption = None,
@@ -101,7 +100,7 @@ def list_command(
     now = time.time()
     for dead in found:
         table.add_row(dead.id, dead.group, str(dead.attempts), dead.error[:80], age(dead.age(now)))
-    Console().print(table)
+    table_console().print(table)
 
 
 @dlq_app.command("show")

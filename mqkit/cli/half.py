@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from mqkit.cli.common import (
@@ -21,11 +20,13 @@ from mqkit.cli.common import (
     run,
     stop_on_signals,
     store_failure,
+    table_console,
 )
 from mqkit.half.checker import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS, HalfChecker
 from mqkit.half.store import HalfRecord, HalfStore
 from mqkit.half.stores import store_for
 from mqkit.registry import connect
+from mqkit.urls import mask
 
 T = TypeVar("T")
 
@@ -48,6 +49,12 @@ GroupOption = Annotated[str, typer.Option("--group", "-g", help="The producer gr
 
 def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
     """Open the store, run `action`, close; its failures become one line naming it."""
+
+    if url.startswith("sqlite"):  # opening a missing file would leave an empty one
+        from mqkit.sql import missing_sqlite_file
+
+        if missing_sqlite_file(url):
+            raise UserError(f"half-message store {mask(url)}: no such file")
 
     async def go() -> T:
         store = store_for(url)
@@ -100,7 +107,7 @@ def list_(
             r.message.id, r.group, r.message.topic, r.state, str(r.checks),
             age(time.time() - r.message.timestamp),
         )  # fmt: skip
-    console = Console()
+    console = table_console()
     console.print(table)
     console.print(f"{len(records)} message{'s' if len(records) != 1 else ''}")
 
@@ -118,7 +125,7 @@ def checker(
     group: GroupOption = "default",
     url: UrlOption = None,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds before asking again after UNKNOWN.")
+        float, typer.Option("--interval", min=0, help="Seconds before asking again after UNKNOWN.")
     ] = DEFAULT_INTERVAL,
     max_checks: Annotated[
         int, typer.Option("--max-checks", min=1, help="Checks before the DLQ.")

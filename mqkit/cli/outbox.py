@@ -8,9 +8,16 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
-from mqkit.cli.common import UrlOption, UserError, first_line, pick_url, run, stop_on_signals
+from mqkit.cli.common import (
+    UrlOption,
+    UserError,
+    first_line,
+    pick_url,
+    run,
+    stop_on_signals,
+    table_console,
+)
 from mqkit.registry import connect
 from mqkit.urls import mask
 
@@ -46,10 +53,17 @@ def _sql() -> Any:
     return sqlalchemy.exc
 
 
-def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    """Open the database, run `action`, close; database failures become one line naming it."""
+def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the database, run `action`, close; database failures become one line naming it.
+    Only `create` (init) may make a new SQLite file."""
     errors = _sql()
-    from mqkit.sql import engine_for
+    from mqkit.sql import engine_for, missing_sqlite_file
+
+    if not create and missing_sqlite_file(db):
+        raise UserError(
+            f"database {mask(db)}: no such file, so no outbox table ({TABLE}); "
+            "run: mqkit outbox init --db URL"
+        )
 
     async def go() -> T:
         engine = engine_for(db)
@@ -82,11 +96,11 @@ def init(
         print(create_sql(dialect), end="")
         return
 
-    async def create(engine: AsyncEngine) -> None:
+    async def make(engine: AsyncEngine) -> None:
         async with engine.begin() as conn:
             await conn.run_sync(create_all)
 
-    _on_db(db, create)
+    _on_db(db, make, create=True)
     print(f"outbox table {TABLE} ready in {mask(db)}")
 
 
@@ -97,10 +111,11 @@ def relay(
     url: UrlOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 500,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between polls when no NOTIFY comes.")
+        float, typer.Option("--poll", min=0.001, help="Seconds between polls when no NOTIFY comes.")
     ] = 1.0,
     retention: Annotated[
-        float, typer.Option("--retention", help="Seconds to keep sent rows (0: delete them).")
+        float,
+        typer.Option("--retention", min=0, help="Seconds to keep sent rows (0: delete them)."),
     ] = 0.0,
     once: Annotated[
         bool, typer.Option("--once", help="Relay what is waiting now, then exit.")
@@ -141,7 +156,7 @@ def status(
     if as_json:
         print(json.dumps(state.as_dict()))
         return
-    console = Console()
+    console = table_console()
     console.print(f"unsent: {state.unsent}")
     oldest = f" (oldest: {state.oldest_unsent_id})" if state.unsent else ""
     console.print(f"lag: {state.lag:.1f}s{oldest}")

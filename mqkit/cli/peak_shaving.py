@@ -63,7 +63,7 @@ class Run:
 def peak_shaving(
     ctx: typer.Context,
     rate: Annotated[str, typer.Option(help="The subscriber's limit, e.g. 200/s.")] = "200/s",
-    factor: Annotated[int, typer.Option(help="The burst, as a multiple of the rate.")] = 10,
+    factor: Annotated[int, typer.Option(min=1, help="The burst, as a multiple of the rate.")] = 10,
     chart: Annotated[Path, typer.Option(help="Where to write the PNG chart.")] = Path(
         "peak-shaving.png"
     ),

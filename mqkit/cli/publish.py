@@ -69,7 +69,7 @@ def publish(
         bool, typer.Option("--json", help="Bodies are JSON: check them, mark them JSON.")
     ] = False,
     delay: Annotated[
-        float | None, typer.Option("--delay", help="Deliver after this many seconds.")
+        float | None, typer.Option("--delay", min=0, help="Deliver after this many seconds.")
     ] = None,
     url: UrlOption = None,
 ) -> None:
@@ -88,11 +88,11 @@ def publish(
         Message(topic=topic, body=b, key=key, headers=headers, content_type=content_type)
         for b in bodies
     ]
-    run(_publish(pick_url(ctx, url), messages, delay, single=source is None))
+    run(_publish(pick_url(ctx, url), topic, messages, delay, single=source is None))
 
 
 async def _publish(
-    url: str | None, messages: list[Message], delay: float | None, *, single: bool
+    url: str | None, topic: str, messages: list[Message], delay: float | None, *, single: bool
 ) -> None:
     err = Console(stderr=True)
     async with connect(url) as broker:
@@ -114,5 +114,4 @@ async def _publish(
                 chunk = messages[i : i + BATCH]
                 await broker.publish_batch(chunk, delay=delay)
                 progress.advance(task, len(chunk))
-    topic = messages[0].topic if messages else "?"
     err.print(f"published {len(messages)} message(s) to {topic}")

@@ -18,12 +18,17 @@ from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run
 log = logging.getLogger("mqkit")
 
 
-def load_app(target: str) -> App:
+def load_app(target: str, *, traceback: bool = False) -> App:
     """The App named by `module:attribute` (attribute defaults to `app`), importable from
-    the current directory."""
-    app = load_object(target, "app")
+    the current directory, with something to run."""
+    app = load_object(target, "app", traceback=traceback)
     if not isinstance(app, App):
         raise UserError(f"{target} is a {type(app).__name__}, not a mqkit.App")
+    if not app.subscribers:
+        raise UserError(
+            f"{target} has no subscribers: declare one with @app.subscriber(topic) "
+            "before running it"
+        )
     return app
 
 
@@ -63,9 +68,12 @@ def run_command(
     target: Annotated[str, typer.Argument(help="The app to run, as module:attribute.")],
     shutdown_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds in-flight handlers get to finish on shutdown."),
+        typer.Option(min=0, help="Seconds in-flight handlers get to finish on shutdown."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the whole traceback of an import error.")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
     """Run a worker app (`app = mqkit.App(...)` in module) until SIGINT or SIGTERM."""
@@ -82,7 +90,7 @@ def run_command(
     chosen = pick_url(ctx, url)
     if chosen:
         os.environ["MQKIT_URL"] = chosen  # for apps that leave the URL to the environment
-    app = load_app(target)
+    app = load_app(target, traceback=traceback)
     if shutdown_timeout is not None:
         app.shutdown_timeout = shutdown_timeout
     try:

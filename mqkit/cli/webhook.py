@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
@@ -18,10 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Column, Table
 
-from mqkit.backends.sqlite import default_path
+from mqkit.backends.sqlite import database_path, default_path
 from mqkit.cli.common import (
     UrlOption,
     UserError,
@@ -30,9 +30,10 @@ from mqkit.cli.common import (
     run,
     stop_on_signals,
     store_failure,
+    table_console,
 )
 from mqkit.registry import connect
-from mqkit.urls import parse_duration, parse_size
+from mqkit.urls import mask, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -50,8 +51,12 @@ endpoint_app = typer.Typer(help="Subscribed HTTP endpoints.", no_args_is_help=Tr
 webhook_app.add_typer(endpoint_app, name="endpoint")
 
 
-def default_db() -> str:
-    return f"sqlite:///{default_path().parent / 'webhooks.db'}"
+def default_db(broker_url: str | None = None) -> str:
+    """webhooks.db next to the sqlite file of the broker in use (`broker_url`, else
+    $MQKIT_URL, else the embedded default), or next to the embedded default's for others."""
+    url = broker_url or os.environ.get("MQKIT_URL") or ""
+    folder = database_path(url).parent if url.startswith("sqlite:") else default_path().parent
+    return f"sqlite:///{folder.absolute() / 'webhooks.db'}"
 
 
 DbOption = Annotated[
@@ -64,27 +69,36 @@ DbOption = Annotated[
     ),
 ]
 EndpointArg = Annotated[str, typer.Argument(help="The endpoint id (ep_...).")]
+AllowOption = Annotated[
+    list[str] | None,
+    typer.Option("--allow", help="A network (CIDR) the SSRF guard lets through; repeat."),
+]
 TopicOption = Annotated[
     list[str] | None,
     typer.Option("--topic", "-t", help="A topic or pattern (orders.*); repeat for more."),
 ]
 
 
-def _database(db: str | None) -> str:
-    url = db or default_db()
+def _database(db: str | None, broker_url: str | None) -> str:
+    url = db or default_db(broker_url)
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(os.path.abspath(url[len("sqlite:///") :])), exist_ok=True)
     return url
 
 
-def _on_db(db: str | None, action: Callable[[EndpointRegistry, AttemptLog], Awaitable[T]]) -> T:
+def _on_db(
+    ctx: typer.Context,
+    db: str | None,
+    action: Callable[[EndpointRegistry, AttemptLog], Awaitable[T]],
+    broker_url: str | None = None,
+) -> T:
     """Open the registry and the log, run `action`, close; database failures become one
-    line naming the database."""
+    line naming the database. Without --db it sits next to the broker's file in use."""
     from mqkit.sql import engine_for
     from mqkit.webhooks.attempts import AttemptLog
     from mqkit.webhooks.endpoints import EndpointRegistry
 
-    url = _database(db)
+    url = _database(db, pick_url(ctx, broker_url))
 
     async def go() -> T:
         engine = engine_for(url, wal=True)
@@ -133,6 +147,8 @@ def _since(text: str) -> float:
 
 def _summary(e: Endpoint, *, show_secret: bool = False) -> dict[str, Any]:
     data = e.model_dump()
+    if not show_secret:  # credentials in the URL are secrets too
+        data["url"] = mask(e.url)
     now = time.time()
     live = [(text, exp) for text, exp in e.secrets if exp is None or exp > now]
     data["secrets"] = [
@@ -142,23 +158,36 @@ def _summary(e: Endpoint, *, show_secret: bool = False) -> dict[str, Any]:
     return data
 
 
+def _check_address(url: str, allow: list[str] | None) -> None:
+    """Refuse what the dispatcher's guard would refuse forever; warn of what it would
+    refuse today."""
+    from mqkit.webhooks.ssrf import SsrfGuard
+
+    guard = _valid(lambda: SsrfGuard(allow or []))
+    warning = run(guard.precheck(url))
+    if warning:
+        print(f"mqkit: warning: {warning}", file=sys.stderr)
+
+
 # -- endpoints -------------------------------------------------------------------------------
 
 
 @endpoint_app.command("add")
 def endpoint_add(
+    ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="Where to POST: http(s)://...")],
     topic: TopicOption = None,
     secret: Annotated[
         str | None, typer.Option("--secret", help="whsec_... (default: a new random one).")
     ] = None,
     rate_limit: Annotated[
-        float | None, typer.Option("--rate-limit", help="Deliveries per second at most.")
+        float | None, typer.Option("--rate-limit", min=0, help="Deliveries per second at most.")
     ] = None,
     max_concurrency: Annotated[
-        int, typer.Option("--max-concurrency", help="Attempts in flight at once.")
+        int, typer.Option("--max-concurrency", min=1, help="Attempts in flight at once.")
     ] = 16,
     description: Annotated[str, typer.Option("--description", "-d")] = "",
+    allow: AllowOption = None,
     db: DbOption = None,
 ) -> None:
     """Subscribe an endpoint; prints its id and signing secret."""
@@ -176,17 +205,19 @@ def endpoint_add(
     if secret is not None:
         fields["secrets"] = [(secret, None)]
     endpoint = _valid(lambda: Endpoint(**fields))
-    _on_db(db, lambda r, _: r.add(endpoint))
+    _check_address(endpoint.url, allow)
+    _on_db(ctx, db, lambda r, _: r.add(endpoint))
     print(f"{endpoint.id} {endpoint.secrets[0][0]}")
 
 
 @endpoint_app.command("list")
 def endpoint_list(
+    ctx: typer.Context,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """Every endpoint, and whether it is enabled (and why not)."""
-    endpoints = _on_db(db, lambda r, _: r.list())
+    endpoints = _on_db(ctx, db, lambda r, _: r.list())
     if as_json:
         for e in endpoints:
             print(json.dumps(_summary(e)))
@@ -198,38 +229,44 @@ def endpoint_list(
         state = "enabled" if e.enabled else f"disabled: {e.disabled_reason or 'by hand'}"
         limits = f"{e.max_concurrency} at once" + (f", {e.rate_limit:g}/s" if e.rate_limit else "")
         failing = age(now - e.failing_since) if e.failing_since else ""
-        table.add_row(e.id, e.url, ", ".join(e.topics), state, failing, limits, e.description)
-    console = Console()
+        table.add_row(e.id, mask(e.url), ", ".join(e.topics), state, failing, limits, e.description)
+    console = table_console()
     console.print(table)
     console.print(f"{len(endpoints)} endpoint{'s' if len(endpoints) != 1 else ''}")
 
 
 @endpoint_app.command("show")
 def endpoint_show(
+    ctx: typer.Context,
     endpoint: EndpointArg,
-    show_secret: Annotated[bool, typer.Option("--show-secret", help="Print the secrets.")] = False,
+    show_secret: Annotated[
+        bool, typer.Option("--show-secret", help="Print the secrets and the URL unmasked.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """One endpoint as JSON (secrets shortened unless --show-secret)."""
-    found = _on_db(db, lambda r, _: r.get(endpoint))
+    """One endpoint as JSON (secrets shortened, URL credentials masked, unless --show-secret)."""
+    found = _on_db(ctx, db, lambda r, _: r.get(endpoint))
     print(json.dumps(_summary(found, show_secret=show_secret), indent=2))
 
 
 @endpoint_app.command("update")
 def endpoint_update(
+    ctx: typer.Context,
     endpoint: EndpointArg,
     url: Annotated[str | None, typer.Option("--url", help="A new URL.")] = None,
     topic: TopicOption = None,
     rate_limit: Annotated[
-        float | None, typer.Option("--rate-limit", help="Deliveries per second (0: none).")
+        float | None, typer.Option("--rate-limit", min=0, help="Deliveries per second (0: none).")
     ] = None,
-    max_concurrency: Annotated[int | None, typer.Option("--max-concurrency")] = None,
+    max_concurrency: Annotated[int | None, typer.Option("--max-concurrency", min=1)] = None,
     description: Annotated[str | None, typer.Option("--description", "-d")] = None,
+    allow: AllowOption = None,
     db: DbOption = None,
 ) -> None:
     """Change an endpoint's URL, topics, limits or description."""
     changes: dict[str, Any] = {}
     if url is not None:
+        _check_address(url, allow)
         changes["url"] = url
     if topic:
         changes["topics"] = topic
@@ -245,7 +282,7 @@ def endpoint_update(
     async def go(registry: EndpointRegistry, _: AttemptLog) -> Endpoint:
         return await _valid_async(registry.update(endpoint, **changes))
 
-    _on_db(db, go)
+    _on_db(ctx, db, go)
     print(f"updated {endpoint}")
 
 
@@ -266,31 +303,33 @@ def _invalid(exc: ValidationError) -> UserError:
 
 @endpoint_app.command("disable")
 def endpoint_disable(
+    ctx: typer.Context,
     endpoint: EndpointArg,
     reason: Annotated[str, typer.Option("--reason", help="Shown in `endpoint list`.")] = "by hand",
     db: DbOption = None,
 ) -> None:
     """Stop delivering to an endpoint (retries due meanwhile are logged, and replayable)."""
-    _on_db(db, lambda r, _: r.set_enabled(endpoint, False, reason))
+    _on_db(ctx, db, lambda r, _: r.set_enabled(endpoint, False, reason))
     print(f"disabled {endpoint}")
 
 
 @endpoint_app.command("enable")
-def endpoint_enable(endpoint: EndpointArg, db: DbOption = None) -> None:
+def endpoint_enable(ctx: typer.Context, endpoint: EndpointArg, db: DbOption = None) -> None:
     """Deliver to an endpoint again (use `webhook replay` for what it missed)."""
-    _on_db(db, lambda r, _: r.set_enabled(endpoint, True))
+    _on_db(ctx, db, lambda r, _: r.set_enabled(endpoint, True))
     print(f"enabled {endpoint}")
 
 
 @endpoint_app.command("remove")
-def endpoint_remove(endpoint: EndpointArg, db: DbOption = None) -> None:
+def endpoint_remove(ctx: typer.Context, endpoint: EndpointArg, db: DbOption = None) -> None:
     """Delete an endpoint."""
-    _on_db(db, lambda r, _: r.remove(endpoint))
+    _on_db(ctx, db, lambda r, _: r.remove(endpoint))
     print(f"removed {endpoint}")
 
 
 @endpoint_app.command("rotate-secret")
 def endpoint_rotate(
+    ctx: typer.Context,
     endpoint: EndpointArg,
     secret: Annotated[str | None, typer.Option("--secret", help="The new whsec_...")] = None,
     overlap: Annotated[
@@ -303,7 +342,7 @@ def endpoint_rotate(
 
     new = _valid(lambda: Secret(secret)) if secret else Secret.generate()
     seconds = _valid(lambda: parse_duration(overlap, name="--overlap"))
-    _on_db(db, lambda r, _: r.rotate_secret(endpoint, new, overlap=seconds))
+    _on_db(ctx, db, lambda r, _: r.rotate_secret(endpoint, new, overlap=seconds))
     print(f"{endpoint} {new.text}")
 
 
@@ -312,6 +351,7 @@ def endpoint_rotate(
 
 @webhook_app.command()
 def attempts(
+    ctx: typer.Context,
     endpoint: Annotated[str, typer.Option("--endpoint", "-e", help="The endpoint id.")],
     since: Annotated[str, typer.Option("--since", help="2h, an ISO time or epoch.")] = "7d",
     message: Annotated[str | None, typer.Option("--message", help="One message id.")] = None,
@@ -326,7 +366,7 @@ def attempts(
         await registry.get(endpoint)  # a clear error for an unknown id
         return await log.attempts(endpoint, since=start, message_id=message, limit=limit)
 
-    found = _on_db(db, go)
+    found = _on_db(ctx, db, go)
     if as_json:
         for a in found:
             print(json.dumps(a.row()))
@@ -338,7 +378,7 @@ def attempts(
             datetime.fromtimestamp(a.at).isoformat(timespec="seconds"), a.message_id,
             str(a.attempt), str(a.status or ""), f"{a.latency_ms:.0f}", a.outcome, a.error or "",
         )  # fmt: skip
-    Console().print(table)
+    table_console().print(table)
 
 
 @webhook_app.command()
@@ -364,7 +404,7 @@ def replay(
                 broker, log, endpoint, since=start, include_delivered=everything
             )
 
-    print(f"queued {_on_db(db, go)} message(s) for {endpoint}")
+    print(f"queued {_on_db(ctx, db, go, url)} message(s) for {endpoint}")
 
 
 # -- dispatch --------------------------------------------------------------------------------
@@ -386,10 +426,7 @@ def dispatch(
     disable_after: Annotated[
         str, typer.Option("--disable-after", help="Failing this long without a success.")
     ] = "5d",
-    allow: Annotated[
-        list[str] | None,
-        typer.Option("--allow", help="A network (CIDR) the SSRF guard lets through; repeat."),
-    ] = None,
+    allow: AllowOption = None,
     in_flight: Annotated[int, typer.Option("--in-flight", min=1)] = 512,
     url: UrlOption = None,
     db: DbOption = None,
@@ -419,7 +456,7 @@ def dispatch(
                 await dispatcher.run(stop)
             return dispatcher
 
-    stats = _on_db(db, go).stats
+    stats = _on_db(ctx, db, go, url).stats
     print(
         f"delivered {stats.delivered}, failed attempts {stats.failed_attempts}, "
         f"exhausted {stats.exhausted}, disabled {len(stats.disabled)}"
@@ -464,11 +501,11 @@ def serve(
         ),
     ],
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
     tolerance: Annotated[str, typer.Option("--tolerance", help="Timestamp skew allowed.")] = "5m",
     max_body: Annotated[str, typer.Option("--max-body", help="Larger bodies get 413.")] = "1MiB",
     max_pending: Annotated[
-        int, typer.Option("--max-pending", help="Requests in progress before 429.")
+        int, typer.Option("--max-pending", min=1, help="Requests in progress before 429.")
     ] = 1000,
     dedup: Annotated[
         str | None,

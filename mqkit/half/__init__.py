@@ -12,8 +12,9 @@ Prepared messages live in the store (SQL needs the `sql` extra, Redis the `redis
 invisible to consumers until committed. See README "Outbox or half messages".
 """
 
+from mqkit.errors import HalfMessageError
 from mqkit.half.checker import HalfChecker
-from mqkit.half.producer import HalfMessage, HalfMessageError, HalfProducer
+from mqkit.half.producer import HalfMessage, HalfProducer
 from mqkit.half.store import HalfRecord, HalfStore, Resolution
 from mqkit.half.stores import store_for
 

@@ -21,17 +21,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from mqkit.broker import Broker, validate_topic
-from mqkit.errors import MessageTooLargeError, MqkitError
+from mqkit.errors import HalfMessageError, MessageTooLargeError
 from mqkit.half.store import COMMITTED, COMMITTING, ROLLED_BACK, HalfStore
 from mqkit.message import Message
 
 DEFAULT_CHECK_AFTER = 6.0
 COMMIT_LEASE = 60.0  # a committer silent this long is presumed dead; a checker finishes
-
-
-class HalfMessageError(MqkitError):
-    """A commit or rollback came too late: a checker had already resolved the message
-    the other way (or it is unknown to the store)."""
 
 
 class HalfMessage:

@@ -6,9 +6,10 @@
     permit = await limiter.reserve("tenant-7", max_wait=0)  # or asks, for a 429
 """
 
-from mqkit.ratelimit.limiter import Limiter, Permit, Rate, RateLimitedError, acquire
+from mqkit.errors import PublishBackpressureError, RateLimitedError
+from mqkit.ratelimit.limiter import Limiter, Permit, Rate, acquire
 from mqkit.ratelimit.local import LocalLimiter
-from mqkit.ratelimit.publisher import PacedPublisher, PublishBackpressureError
+from mqkit.ratelimit.publisher import PacedPublisher
 
 __all__ = [
     "Limiter",

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from mqkit.errors import ConfigurationError, MqkitError
+from mqkit.errors import ConfigurationError, RateLimitedError
 from mqkit.urls import parse_duration
 
 # What a shared limiter does while its store is unreachable (see mqkit.ratelimit.redis).
@@ -67,16 +67,6 @@ class Permit:
 
     granted: bool
     wait: float
-
-
-class RateLimitedError(MqkitError):
-    """Over the limit, and waiting was not allowed (or would pass the deadline)."""
-
-    def __init__(self, key: str, retry_after: float) -> None:
-        name = repr(key) if key else "the default key"
-        super().__init__(f"rate limit for {name}: retry in {retry_after:.3f}s")
-        self.key = key
-        self.retry_after = retry_after
 
 
 class Limiter(Protocol):

@@ -16,13 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from mqkit.broker import Broker
-from mqkit.errors import MqkitError
+from mqkit.errors import PublishBackpressureError
 from mqkit.message import Message
 from mqkit.ratelimit.limiter import Limiter, acquire
-
-
-class PublishBackpressureError(MqkitError):
-    """Too many publishes in flight for longer than the timeout."""
 
 
 class PacedPublisher:

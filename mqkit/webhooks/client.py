@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from mqkit.webhooks.ssrf import SsrfError, SsrfGuard
+from mqkit.errors import SsrfError
+from mqkit.urls import mask_in
+from mqkit.webhooks.ssrf import SsrfGuard
 
 DEFAULT_TIMEOUT = 15.0
 EXCERPT = 1024
@@ -37,10 +39,16 @@ class Response:
     body: bytes = b""
     retry_after: str | None = None
     error: str | None = None
+    refused: bool = False  # by the SSRF guard: retrying cannot help until someone acts
 
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+class _Refused(OSError):
+    """The guard refused an address while a connection was being opened (aiohttp wraps
+    what a resolver raises, so this type is how the refusal is told apart)."""
 
 
 class _GuardedResolver(AbstractResolver):
@@ -53,7 +61,7 @@ class _GuardedResolver(AbstractResolver):
         try:
             addresses = await self.guard.addresses(host, port)
         except SsrfError as exc:
-            raise OSError(f"refused by the SSRF guard: {exc}") from None
+            raise _Refused(f"refused by the SSRF guard: {exc}") from None
         return [
             ResolveResult(
                 hostname=host,
@@ -119,14 +127,23 @@ class WebhookClient:
                     response.status, took(), content, response.headers.get("Retry-After")
                 )
         except SsrfError as exc:
-            return Response(None, took(), error=str(exc))
+            return Response(None, took(), error=str(exc), refused=True)
         except TimeoutError:
             return Response(None, took(), error=f"timed out after {self.timeout:g}s")
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, _Refused):
+                return Response(None, took(), error=str(exc.os_error), refused=True)
+            return Response(None, took(), error=_error_text(exc, url))
         except (aiohttp.ClientError, OSError) as exc:
-            return Response(None, took(), error=f"{type(exc).__name__}: {exc}"[:500])
+            return Response(None, took(), error=_error_text(exc, url))
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
         await asyncio.sleep(0)  # let aiohttp's transports finish closing
+
+
+def _error_text(exc: BaseException, url: str) -> str:
+    """What went wrong, for the attempt log: some client errors quote the whole URL."""
+    return mask_in(f"{type(exc).__name__}: {exc}", url)[:500]

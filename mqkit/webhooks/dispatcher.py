@@ -10,8 +10,10 @@ broker (a delayed message on `retry_topic`), so a crash loses nothing and repeat
 the attempts in flight, with the same `webhook-id`, which receivers deduplicate on.
 
 Outcomes: 2xx delivered; 410 disables the endpoint; 429/502/503/504 throttle the endpoint
-for the Retry-After they send (the next attempt is never earlier); anything else, a 3xx
-(never followed), a timeout or a refused address, is a failure retried on the schedule.
+for the Retry-After they send (the next attempt is never earlier); an address the SSRF guard
+refuses is recorded as `refused` and not retried (it will not change by itself, and the
+endpoint's failure accounting still counts it); anything else, a 3xx (never followed) or a
+timeout, is a failure retried on the schedule.
 After the last attempt the message is recorded as failed and a `webhook.attempt.exhausted`
 event goes to `events_topic`. An endpoint failing without a success for `disable_after`
 (default 5 days), or tripping the failure-rate breaker, is disabled (event
@@ -30,6 +32,7 @@ from typing import Self
 
 from mqkit.broker import Broker, Delivery, Subscription
 from mqkit.message import Message
+from mqkit.urls import mask
 from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
 from mqkit.webhooks.client import Response, WebhookClient
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
@@ -64,6 +67,7 @@ class DispatchStats:
     delivered: int = 0
     failed_attempts: int = 0
     exhausted: int = 0
+    refused: int = 0  # attempts the SSRF guard refused (not retried)
     deferred: int = 0
     disabled: list[str] = field(default_factory=list)
 
@@ -282,6 +286,23 @@ class Dispatcher:
             self._record(endpoint, message, attempt, response, "disabled")
             await self._disable(endpoint, "the endpoint answered 410 Gone")
             return
+        if response.refused:
+            self.stats.refused += 1
+            self._record(endpoint, message, attempt, response, "refused")
+            log.warning("webhook %s to %s refused: %s", message.id, endpoint.id, response.error)
+        else:
+            await self._retry_later(lane, endpoint, message, topic, attempt, response)
+        await self._check_health(lane, now)
+
+    async def _retry_later(
+        self,
+        lane: Lane,
+        endpoint: Endpoint,
+        message: Message,
+        topic: str,
+        attempt: int,
+        response: Response,
+    ) -> None:
         wait = self.schedule.wait_before(attempt + 1) if attempt < self.schedule.attempts else 0
         if response.status in THROTTLING:
             pause = retry_after(response.retry_after)
@@ -294,7 +315,6 @@ class Dispatcher:
         else:
             await self._schedule(endpoint, message, topic, attempt + 1, wait)
             self._record(endpoint, message, attempt, response, "retrying")
-        await self._check_health(lane, now)
 
     def _record(
         self,
@@ -351,11 +371,12 @@ class Dispatcher:
         if lane is not None:
             lane.endpoint = lane.endpoint.model_copy(update={"enabled": False})
         if await self.registry.disable_if_enabled(endpoint.id, reason):
-            log.warning("disabled webhook endpoint %s (%s): %s", endpoint.id, endpoint.url, reason)
+            shown = mask(endpoint.url)
+            log.warning("disabled webhook endpoint %s (%s): %s", endpoint.id, shown, reason)
             self.stats.disabled.append(endpoint.id)
             await self._event(
                 "webhook.endpoint.disabled",
-                {"endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason},
+                {"endpoint_id": endpoint.id, "url": shown, "reason": reason},
             )
 
     async def _exhausted(
@@ -366,7 +387,7 @@ class Dispatcher:
             "webhook.attempt.exhausted",
             {
                 "endpoint_id": endpoint.id,
-                "url": endpoint.url,
+                "url": mask(endpoint.url),
                 "message_id": message.id,
                 "topic": topic,
                 "attempts": attempts,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -34,7 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mqkit.errors import MqkitError
+from mqkit.broker import validate_topic
+from mqkit.errors import InvalidTopicError, MqkitError
 from mqkit.sql import SqlTables
 from mqkit.webhooks.signing import Secret
 
@@ -61,6 +63,9 @@ endpoints_table = Table(
 
 class EndpointNotFound(MqkitError):
     pass
+
+
+_PATTERN_CHARS = re.compile(r"[*?\[\]!]")
 
 
 def _fresh_secrets() -> list[tuple[str, float | None]]:
@@ -93,9 +98,19 @@ class Endpoint(BaseModel):
 
     @field_validator("topics")
     @classmethod
-    def _some_topics(cls, topics: list[str]) -> list[str]:
-        if not topics or not all(t.strip() for t in topics):
+    def _valid_topics(cls, topics: list[str]) -> list[str]:
+        """Topics as publish takes them, patterns (orders.*) made of the same characters:
+        the dispatcher must be able to subscribe to everything stored here."""
+        if not topics:
             raise ValueError("an endpoint subscribes to at least one topic or pattern")
+        for topic in topics:
+            try:
+                validate_topic(_PATTERN_CHARS.sub("x", topic))
+            except InvalidTopicError:
+                raise ValueError(
+                    f"invalid topic {topic!r}: use 1-249 characters from A-Z a-z 0-9 . _ - "
+                    "(and * ? [ ] ! in patterns)"
+                ) from None
         return topics
 
     @field_validator("secrets")

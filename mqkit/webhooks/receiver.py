@@ -8,9 +8,12 @@ Per request, cheapest check first: overload (429 with Retry-After, before readin
 the route, the body size (413 from Content-Length, or as soon as a streamed body passes the
 limit), the signature over the raw body and the timestamp (401 with the reason), then
 `webhook-id` deduplication: a delivery already enqueued gets 200 again and is not published
-twice, also when 100 copies arrive at once. The answer comes only after the broker confirmed
-the publish; a broker that cannot take it gets 503 with Retry-After, so the sender retries
-and nothing acknowledged is ever dropped. Bad input never gets a 500.
+twice, also when 100 copies arrive at once. The mqkit message id is derived from the source
+and the sender's `webhook-id` (kept in the `webhook-id` header): a sender's own retries map to
+the same message, while one sender can never reuse an id to shadow another's messages.
+The answer comes only after the broker confirmed the publish; a broker that cannot take it
+gets 503 with Retry-After, so the sender retries and nothing acknowledged is ever dropped.
+Bad input never gets a 500.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import math
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,13 +34,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from mqkit.broker import Broker
+from mqkit.errors import WebhookVerificationError
 from mqkit.idempotency.memory import MemoryStore
 from mqkit.idempotency.store import Claim, IdempotencyStore
 from mqkit.ratelimit import Limiter
 from mqkit.webhooks.signing import (
     DEFAULT_TOLERANCE,
     Secret,
-    WebhookVerificationError,
     verify,
 )
 
@@ -45,7 +49,14 @@ log = logging.getLogger("mqkit.webhooks")
 DEFAULT_MAX_BODY = 1024 * 1024
 # How long a duplicate waits for the copy that is being enqueued before it asks to retry.
 BUSY_WAIT = 10.0
-_MAX_ID_AS_MESSAGE_ID = 64
+# Fixed for good: changing it would give every in-flight delivery a new message id.
+_ID_NAMESPACE = uuid.UUID("6b1d2f0e-5a43-4c1b-9a8e-0c6f3b1d7e21")
+
+
+def message_id(source: str, webhook_id: str) -> str:
+    """The mqkit message id of `source`'s delivery `webhook_id`: the same for every retry of
+    it, distinct across sources (a NUL cannot occur in a route segment or a header)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{source}\0{webhook_id}"))
 
 
 @dataclass(frozen=True)
@@ -132,13 +143,15 @@ class Receiver:
             )
         except WebhookVerificationError as exc:
             return _answer(401, str(exc))
-        key = f"{source.name}:{msg_id}"
+        key = message_id(source.name, msg_id)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + BUSY_WAIT
         while True:
             claim = await self.dedup.claim(key, token, lease=60.0)
             if claim is Claim.DONE:
-                return _answer(200, "duplicate, already enqueued", webhook_id=msg_id)
+                return _answer(
+                    200, "duplicate, already enqueued", webhook_id=msg_id, message_id=key
+                )
             if claim is Claim.NEW:
                 break
             if time.monotonic() > deadline:  # the first copy is still being enqueued
@@ -148,7 +161,7 @@ class Receiver:
             await self.broker.publish(
                 source.topic,
                 body,
-                id=msg_id if len(msg_id) <= _MAX_ID_AS_MESSAGE_ID else None,
+                id=key,
                 headers={
                     "webhook-id": msg_id,
                     "webhook-timestamp": request.headers.get("webhook-timestamp", ""),
@@ -163,7 +176,7 @@ class Receiver:
                 return _answer(503, "cannot enqueue right now", retry_after=5)
             raise
         await self.dedup.complete(key, token, self.dedup_ttl)
-        return _answer(200, "enqueued", webhook_id=msg_id)
+        return _answer(200, "enqueued", webhook_id=msg_id, message_id=key)
 
     async def _read(self, request: Request) -> bytes:
         chunks: list[bytes] = []
@@ -177,10 +190,17 @@ class Receiver:
 
 
 def _answer(
-    status: int, detail: str, *, retry_after: int | None = None, webhook_id: str | None = None
+    status: int,
+    detail: str,
+    *,
+    retry_after: int | None = None,
+    webhook_id: str | None = None,
+    message_id: str | None = None,
 ) -> Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     content: dict[str, str] = {"detail": detail}
     if webhook_id is not None:
         content["webhook_id"] = webhook_id
+    if message_id is not None:
+        content["message_id"] = message_id
     return JSONResponse(content, status_code=status, headers=headers)

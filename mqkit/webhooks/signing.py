@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from mqkit.errors import MqkitError
+from mqkit.errors import WebhookVerificationError
 
 PREFIX = "whsec_"
 DEFAULT_TOLERANCE = 300.0
@@ -30,10 +30,6 @@ DEFAULT_TOLERANCE = 300.0
 MAX_SIGNATURES = 8
 MAX_SIGNATURE_HEADER = 1024
 MAX_ID = 256
-
-
-class WebhookVerificationError(MqkitError):
-    """The delivery is not authentic or not fresh; the message says which check failed."""
 
 
 class Secret:

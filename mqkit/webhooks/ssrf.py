@@ -5,7 +5,8 @@ at the cloud metadata service, the database next door or its own admin port. Bef
 attempt the guard resolves the host the way the connection will (so `2130706433`,
 `0x7f000001`, `0177.0.0.1` and `127.1` are all 127.0.0.1), and refuses the attempt if any
 address it resolves to is not globally routable: loopback, private, shared (CGNAT),
-link-local, multicast, reserved, unspecified, and IPv6 forms that embed such an IPv4
+link-local, multicast, reserved, unspecified, IPv6 site-local (fec0::/10, deprecated but
+still routed inside some networks), and IPv6 forms that embed such an IPv4
 address (v4-mapped, NAT64, 6to4, Teredo). The caller connects to the addresses returned, so
 a DNS answer that changes between the check and the connection cannot slip through.
 
@@ -22,14 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mqkit.errors import MqkitError
+from mqkit.errors import SsrfError
+from mqkit.urls import mask
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-class SsrfError(MqkitError):
-    """The endpoint's address is one the guard refuses; the message says which and why."""
+class Unresolved(SsrfError):
+    """The host did not resolve (refused too: nothing was checked)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def why_refused(address: IPAddress) -> str | None:
         if embedded is not None:
             inner = why_refused(embedded)
             return f"{inner} (inside {address})" if inner else None
+        if address.is_site_local:  # ipaddress counts fec0::/10 as global
+            return "site-local"
     for test, name in (
         (address.is_unspecified, "unspecified"),
         (address.is_loopback, "loopback"),
@@ -79,20 +83,40 @@ class SsrfGuard:
     async def check(self, url: str) -> Target:
         """Resolve the URL's host and check every address; the target to connect to."""
         parts = urlsplit(url)
+        shown = mask(url)
         if parts.scheme not in ("http", "https"):
-            raise SsrfError(f"refused {url!r}: only http and https endpoints")
+            raise SsrfError(f"refused {shown!r}: only http and https endpoints")
         host = parts.hostname
         if not host:
-            raise SsrfError(f"refused {url!r}: no host")
+            raise SsrfError(f"refused {shown!r}: no host")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise SsrfError(f"refused {url!r}: bad port") from None
+            raise SsrfError(f"refused {shown!r}: bad port") from None
         try:
             addresses = await self.addresses(host, port)
         except SsrfError as exc:
-            raise SsrfError(f"refused {url!r}: {exc}") from None
+            raise type(exc)(f"refused {shown!r}: {exc}") from None
         return Target(parts.scheme, host, port, addresses)
+
+    async def precheck(self, url: str) -> str | None:
+        """For storing an endpoint: raise SsrfError when its host is an address the guard
+        refuses (an IP literal in any spelling: it can never become deliverable); for a
+        name that resolves to a refused address today, a warning (DNS may change; every
+        attempt checks again); else None, also for a name that does not resolve yet."""
+        try:
+            await self.check(url)
+        except Unresolved:
+            return None
+        except SsrfError as exc:
+            host = urlsplit(url).hostname or ""
+            if host and not _is_numeric(host):
+                return f"{exc}; deliveries will be refused while it resolves there"
+            raise SsrfError(
+                f"{exc}: the SSRF guard refuses it (to deliver to a network on purpose, "
+                "allow it with --allow CIDR here and on `mqkit webhook dispatch`)"
+            ) from None
+        return None
 
     async def addresses(self, host: str, port: int) -> tuple[str, ...]:
         """Resolve `host` and check every address it has; the addresses, in resolver order.
@@ -105,7 +129,7 @@ class SsrfGuard:
                 host, port, type=socket.SOCK_STREAM
             )
         except (socket.gaierror, UnicodeError) as exc:
-            raise SsrfError(f"cannot resolve {host} ({exc})") from None
+            raise Unresolved(f"cannot resolve {host} ({exc})") from None
         addresses: list[str] = []
         for *_, sockaddr in infos:
             text = str(sockaddr[0]).split("%", 1)[0]  # an IPv6 zone id is not part of it
@@ -120,6 +144,15 @@ class SsrfGuard:
         if _is_literal(host) and len(self._literals) < 10_000:
             self._literals[host] = tuple(addresses)
         return tuple(addresses)
+
+
+def _is_numeric(host: str) -> bool:
+    """An address in any spelling the resolver reads without DNS (127.1, 0x7f000001)."""
+    try:
+        socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
 
 
 def _is_literal(host: str) -> bool:

@@ -189,19 +189,25 @@ REFUSED = [
 ]
 
 
-async def test_ssrf_refused_with_the_guard_on(env: Env) -> None:
+async def test_ssrf_refused_with_the_guard_on_and_not_retried(env: Env) -> None:
     env.endpoints.url("x")
     added = [
         await env.add(f"e{i}", url=url.format(port=env.endpoints.port))
         for i, url in enumerate(REFUSED)
     ]
-    async with env.running(waits=(0,), allow=[]) as d:
+    # Three attempts allowed: a refusal is recorded once and never rescheduled.
+    async with env.running(waits=(0, 0.05, 0.05), allow=[]) as d:
         await env.publish()
-        await until(lambda: d.stats.exhausted == len(REFUSED))
+        await until(lambda: d.stats.refused == len(REFUSED))
+        await asyncio.sleep(0.3)  # time for retries that must not come
     assert env.endpoints["x"].received == []
+    assert d.stats.refused == len(REFUSED) and d.stats.exhausted == 0
     for endpoint in added:
         [attempt] = await env.log.attempts(endpoint.id)
+        assert attempt.outcome == "refused", attempt
         assert attempt.error and attempt.error.startswith("refused"), attempt.error
+        # The endpoint's failure accounting saw it.
+        assert (await env.registry.get(endpoint.id)).failing_since is not None
 
 
 async def test_one_dead_endpoint_leaves_the_others_latency_unchanged(env: Env) -> None:

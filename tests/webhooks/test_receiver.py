@@ -18,7 +18,10 @@ from standardwebhooks.webhooks import Webhook
 
 import mqkit
 from mqkit.webhooks import Secret, sign
-from mqkit.webhooks.receiver import Receiver, Source
+from tests.unit.test_app import until
+from mqkit.idempotency import idempotent
+from mqkit.idempotency.memory import MemoryStore
+from mqkit.webhooks.receiver import Receiver, Source, message_id
 
 SECRET = Secret.generate()
 OTHER = Secret.generate()
@@ -80,7 +83,8 @@ async def test_a_valid_delivery_is_enqueued_with_its_id(rig: Rig) -> None:
     r = await rig.post(body, headers)
     assert r.status_code == 200 and r.json()["webhook_id"] == "msg_abc"
     [message] = await rig.enqueued()
-    assert (message.id, message.body, message.content_type) == ("msg_abc", body, "application/json")
+    assert r.json()["message_id"] == message.id == message_id("acme", "msg_abc")
+    assert (message.body, message.content_type) == (body, "application/json")
     assert message.headers["webhook-id"] == "msg_abc"
     assert message.headers["mqkit-webhook-source"] == "acme"
 
@@ -158,7 +162,7 @@ async def test_100_concurrent_replays_are_enqueued_once(rig: Rig) -> None:
     answers = await asyncio.gather(*(rig.post(BODY, headers) for _ in range(100)))
     assert {a.status_code for a in answers} == {200}
     assert sum(a.json()["detail"] == "enqueued" for a in answers) == 1
-    assert [m.id for m in await rig.enqueued()] == ["msg_once"]
+    assert [m.id for m in await rig.enqueued()] == [message_id("acme", "msg_once")]
 
 
 async def test_unknown_source_and_wrong_method(rig: Rig) -> None:
@@ -175,7 +179,7 @@ async def test_a_broker_that_cannot_take_it_gets_503_and_the_retry_is_enqueued(r
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
     rig.receiver.broker = rig.broker  # back up: the sender's retry goes through, once
     assert (await rig.post(BODY, headers)).status_code == 200
-    assert [m.id for m in await rig.enqueued()] == ["msg_retry"]
+    assert [m.id for m in await rig.enqueued()] == [message_id("acme", "msg_retry")]
 
 
 async def test_overload_gets_429_with_retry_after_and_drops_nothing_acknowledged(
@@ -232,3 +236,36 @@ async def test_a_sender_over_its_rate_gets_429_with_the_limiters_retry_after(
     assert {a.headers["Retry-After"] for a in answers[3:]} == {"2"}
     assert {m.body for m in await limited.enqueued()} == set(bodies[:3])
     await limited.client.aclose()
+
+
+async def test_the_same_webhook_id_from_two_sources_is_two_messages_both_handled() -> None:
+    """One sender reusing another's webhook-id must not suppress the other's message; a
+    sender's own retry of it is still one message."""
+    topic = f"hooks-{uuid.uuid4().hex[:8]}"
+    acme, globex = Secret.generate(), Secret.generate()
+    async with mqkit.connect("memory://") as broker:
+        receiver = Receiver(
+            broker, [Source("acme", [acme], topic), Source("globex", [globex], topic)]
+        )
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=receiver), base_url="http://receiver"
+        )
+        for source, secret in (("acme", acme), ("globex", globex), ("acme", acme)):
+            headers = sign([secret], "msg_1", BODY)  # the third: acme retrying, freshly signed
+            r = await client.post(f"/{source}", content=BODY, headers=headers)
+            assert r.status_code == 200, r.text
+        await client.aclose()
+
+        handled: list[tuple[str, str]] = []
+        app = mqkit.App(broker=broker, middleware=[idempotent(MemoryStore())])
+
+        @app.subscriber(topic, group="effects")
+        async def effect(message: mqkit.Message) -> None:
+            handled.append((message.headers["mqkit-webhook-source"], message.headers["webhook-id"]))
+
+        async with app.running():
+            await until(lambda: len(handled) == 2)
+            await asyncio.sleep(0.2)  # a third, wrongly enqueued copy would arrive by now
+        stats = app.subscribers[0].stats
+    assert sorted(handled) == [("acme", "msg_1"), ("globex", "msg_1")]
+    assert (stats.handled, stats.duplicates) == (2, 0)
