@@ -13,7 +13,7 @@ from mqkit.ids import new_id
 
 T = TypeVar("T")
 
-# Headers mqkit owns carry this prefix on the wire; see DESIGN.md.
+# Headers mqkit owns carry this prefix on the wire; docs/design.md lists them.
 HEADER_PREFIX = "mqkit-"
 
 

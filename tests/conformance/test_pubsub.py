@@ -1,6 +1,6 @@
 """The conformance suite: one set of cases that every backend passes, per its capabilities.
 
-Modelled on Watermill's universal Pub/Sub tests; the cases are listed in DESIGN.md. Each
+Modelled on Watermill's universal Pub/Sub tests; the cases are listed in docs/design.md. Each
 case runs once per backend (see targets.py); a case a backend's flags do not claim is skipped
 with the reason.
 """

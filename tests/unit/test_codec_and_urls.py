@@ -73,6 +73,29 @@ def test_mask_hides_passwords() -> None:
     assert "s3cret" not in mask("amqps://u:s3cret@h/?x=1")
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://h/0?password=s3cret", "redis://h/0?password=***"),
+        ("amqp://h/?password=s3cret&heartbeat=5", "amqp://h/?password=***&heartbeat=5"),
+        ("kafka://h:9092?sasl_plain_password=s3cret", "kafka://h:9092?sasl_plain_password=***"),
+        ("postgresql://app@db/app?password=s3cret", "postgresql://app@db/app?password=***"),
+        ("https://user:s3cret@x.example/h", "https://user:***@x.example/h"),
+        ("https://s3cret@x.example/h", "https://***@x.example/h"),  # a lone user is a token
+        ("https://x.example/h?access_token=s3cret&a=1", "https://x.example/h?access_token=***&a=1"),
+        ("https://x.example/h?X-Amz-Signature=s3cret", "https://x.example/h?X-Amz-Signature=***"),
+        ("https://x.example/h?api_key=s3cret", "https://x.example/h?api_key=***"),
+        ("https://x.example/h?client_secret=s3cret", "https://x.example/h?client_secret=***"),
+        ("https://x.example/h?token=s3cret", "https://x.example/h?token=***"),
+        ("redis://h/0?passwd=s3cret&pass=s3cret", "redis://h/0?passwd=***&pass=***"),
+        ("amqp://guest@h/", "amqp://guest@h/"),  # a broker's user name is not a secret
+        ("https://x.example/h?page=2&ssl_keyfile=/k", "https://x.example/h?page=2&ssl_keyfile=/k"),
+    ],
+)
+def test_mask_hides_userinfo_and_secret_looking_query_values(url: str, shown: str) -> None:
+    assert mask(url) == shown
+
+
 def test_scheme_requires_url() -> None:
     assert scheme_of("Redis+PubSub://h") == "redis+pubsub"
     with pytest.raises(mqkit.ConfigurationError):

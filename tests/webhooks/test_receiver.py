@@ -17,11 +17,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 import mqkit
-from mqkit.webhooks import Secret, sign
-from tests.unit.test_app import until
 from mqkit.idempotency import idempotent
 from mqkit.idempotency.memory import MemoryStore
+from mqkit.webhooks import Secret, sign
 from mqkit.webhooks.receiver import Receiver, Source, message_id
+from tests.unit.test_app import until
 
 SECRET = Secret.generate()
 OTHER = Secret.generate()

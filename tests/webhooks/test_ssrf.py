@@ -19,6 +19,8 @@ REFUSED = [
     ("http://169.254.169.254/latest/meta-data", "link-local"),  # cloud metadata
     ("http://[fe80::1]/", "link-local"),
     ("http://[fc00::1]/", "private"),
+    ("http://[fec0::1]/", "site-local"),  # deprecated site-local, still routed in places
+    ("http://[fefe::1]/", "site-local"),
     ("http://224.0.0.1/", "multicast"),
     ("http://[ff02::1]/", "multicast"),
     ("http://240.0.0.1/", "reserved"),
@@ -66,3 +68,47 @@ async def test_the_allow_list_lets_through_what_it_names_and_nothing_else() -> N
     ):
         with pytest.raises(SsrfError):
             await guard.check(url)
+
+
+async def test_dns_rebinding_between_check_and_connect_reaches_nothing() -> None:
+    """A resolver that answers a public address for the check and 127.0.0.1 afterwards
+    (DNS rebinding): the connection asks the guard again, so nothing reaches loopback."""
+    import asyncio
+    import socket
+    from typing import Any
+
+    from mqkit.webhooks.client import WebhookClient
+
+    connections = 0
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(count, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    answers = ["93.184.216.34"]  # then 127.0.0.1, for ever
+
+    async def rebinding(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        if host != "rebind.example":
+            return await socket_getaddrinfo(host, *args, **kwargs)
+        address = answers.pop(0) if answers else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    socket_getaddrinfo = loop.getaddrinfo
+    loop.getaddrinfo = rebinding  # type: ignore[method-assign]
+    client = WebhookClient(SsrfGuard(), timeout=2.0)
+    try:
+        response = await client.post(f"http://rebind.example:{port}/hook", b"{}", {})
+    finally:
+        loop.getaddrinfo = socket_getaddrinfo  # type: ignore[method-assign]
+        await client.close()
+        server.close()
+        await server.wait_closed()
+    assert connections == 0
+    assert response.status is None and response.refused, response
+    assert "loopback" in (response.error or "")
