@@ -21,7 +21,7 @@ TOTAL = 200
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
-    ("sleep", "deadline"), [(0.2, 10.0), (3.0, 0.5)], ids=["finish", "past-deadline"]
+    ("sleep", "deadline"), [(0.2, 10.0), (10.0, 0.5)], ids=["finish", "past-deadline"]
 )
 @pytest.mark.parametrize("backend", ["sqlite", "redis", "rabbitmq", "kafka"])
 async def test_sigterm_finishes_in_flight_work(
@@ -53,5 +53,12 @@ async def test_sigterm_finishes_in_flight_work(
         **{"exit code": code, "stopped in": f"{stopped_in:.1f}s", "handled at stop": at_stop}
     )
     assert code == 0
-    assert stopped_in < deadline + 5
+    if sleep > deadline:
+        # It stopped at its deadline, not when its handlers would have finished (they had
+        # 9 s left): 4 s of room for closing the broker on a loaded machine, and not one
+        # of the running handlers completed.
+        assert stopped_in < deadline + 4.0, stopped_in
+        assert at_stop == 0
+    else:
+        assert stopped_in < deadline + 5
     assert tally.lost == 0 and tally.duplicated == 0

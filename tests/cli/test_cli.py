@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -38,6 +40,26 @@ def mqkit(
         env=env,
         cwd=cwd,
     )
+
+
+def wait_for_group(url: str, topic: str, group: str, timeout: float = 60) -> None:
+    """Until a consumer has subscribed `group` on the sqlite broker at `url` (its row in
+    mq_groups is written when it subscribes)."""
+    path = url.removeprefix("sqlite:///")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(path).exists():
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+                try:
+                    row = db.execute(
+                        "SELECT 1 FROM mq_groups WHERE topic = ? AND grp = ?", (topic, group)
+                    ).fetchone()
+                except sqlite3.OperationalError:  # the schema is not there yet
+                    row = None
+            if row:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no consumer subscribed {group!r} to {topic!r} in {timeout:g}s")
 
 
 @pytest.fixture
@@ -79,7 +101,8 @@ def test_consume_waits_for_a_publish_from_another_process(url: str) -> None:
         stderr=subprocess.PIPE,
         env=env,
     )
-    time.sleep(1.5)  # let it subscribe: a new group starts at the latest message
+    # A new group starts at the latest message: publish once the consumer's group exists.
+    wait_for_group(url, "live", "g")
     assert mqkit("publish", "live", "one", url=url).returncode == 0
     assert mqkit("publish", "live", "two", url=url).returncode == 0
     out, err = consumer.communicate(timeout=60)

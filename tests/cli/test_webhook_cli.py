@@ -3,16 +3,19 @@ fan-out delivering to the receiver over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from mqkit.webhooks import Secret
+from mqkit.webhooks.receiver import message_id
 from tests.cli.test_cli import ROOT, mqkit
 
 
@@ -36,6 +39,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     return out.decode(), err.decode()
+
+
+def _wait_for_attempts(db: Path, n: int, timeout: float = 60) -> None:
+    """Until the dispatcher has logged `n` attempts (its log is written in batches)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            try:
+                (count,) = conn.execute("SELECT count(*) FROM mqkit_webhook_attempts").fetchone()
+            except sqlite3.OperationalError:
+                count = 0
+        if count >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} attempts logged in {timeout:g}s")
 
 
 def test_endpoint_commands(tmp_path: Path) -> None:
@@ -76,14 +94,17 @@ def test_dispatch_to_the_receiver_then_attempts_and_replay(tmp_path: Path) -> No
     secret = Secret.generate().text
     env = {"MQKIT_URL": url, "MQKIT_WEBHOOK_SECRET_ACME": secret}
     hook = f"http://127.0.0.1:{port}/acme"
-    added = mqkit("webhook", "endpoint", "add", hook, "-t", "orders", "--secret", secret, *db)
+    added = mqkit(
+        "webhook", "endpoint", "add", hook, "-t", "orders", "--secret", secret,
+        "--allow", "127.0.0.1/32", *db,
+    )  # fmt: skip
     endpoint = added.stdout.decode().split()[0]
 
     dispatch_args = ("webhook", "dispatch", "--allow", "127.0.0.1/32", "--schedule", "0", *db)
     dispatcher = _start(*dispatch_args, env=env)
     for n in range(5):  # the receiver is not up yet: every attempt fails
         mqkit("publish", "orders", json.dumps({"n": n}), url=url)
-    time.sleep(3)
+    _wait_for_attempts(tmp_path / "hooks.db", 5)
     _stop(dispatcher)
 
     tried = mqkit("webhook", "attempts", "-e", endpoint, "--json", *db)
@@ -106,6 +127,8 @@ def test_dispatch_to_the_receiver_then_attempts_and_replay(tmp_path: Path) -> No
     received = [json.loads(line) for line in got.stdout.decode().splitlines()]
     assert sorted(json.loads(r["body"])["n"] for r in received) == [0, 1, 2, 3, 4]
     sent_ids = {a["message_id"] for a in attempts}
-    assert {r["id"] for r in received} == sent_ids  # the webhook-id became the message id
+    # The message id is derived from the source and the webhook-id (the dispatcher's id).
+    assert {r["headers"]["webhook-id"] for r in received} == sent_ids
+    assert {r["id"] for r in received} == {message_id("acme", i) for i in sent_ids}
     again = mqkit("webhook", "replay", "-e", endpoint, "--since", "1h", *db, url=url)
     assert again.stdout.decode().strip() == f"queued 0 message(s) for {endpoint}"

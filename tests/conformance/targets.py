@@ -51,6 +51,15 @@ TARGETS: dict[str, Target] = {
             opts,
         ),
     ),
+    # Quorum queues (Raft-replicated) behave differently from classic ones in places that
+    # matter here: delivery counts, redelivery order, TTL dead-lettering for delays.
+    "amqp-quorum": Target(
+        "amqp-quorum",
+        lambda tmp, opts: _with_options(
+            os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/mqkit-test"),
+            "queue_type=quorum" + (f"&{opts}" if opts else ""),
+        ),
+    ),
     "kafka": Target(
         "kafka",
         lambda tmp, opts: _with_options(

@@ -198,6 +198,7 @@ async def test_unacked_messages_go_to_another_consumer(broker: mqkit.Broker, top
     assert {d.message.id for d in again} == sent
     # Kafka cannot know a record was delivered to a consumer that stopped without
     # committing, so only "at least the first attempt" holds on every backend.
+    print("ATTEMPTS", broker.url, sorted({d.message.attempt for d in again}))
     assert all(d.message.attempt >= 1 for d in again)
 
 
@@ -216,10 +217,8 @@ async def test_continue_after_close(broker: mqkit.Broker, topic: str) -> None:
     async with await broker.subscribe(topic, group="g") as sub:
         seen += [d.message.id for d in await drain(sub, idle=0.5)]
     assert set(seen) == {m.id for m in batch}
-    if not broker.capabilities.redelivery:
-        assert len(seen) == len(set(seen))
-    else:
-        assert len(seen) - len(set(seen)) == 0, "closing must hand back, not duplicate"
+    # Every read was acked before its subscriber closed: nothing may come twice.
+    assert len(seen) == len(set(seen)), "closing must hand back, not duplicate"
 
 
 # 8. Concurrent subscribe and close ----------------------------------------------------------

@@ -16,7 +16,7 @@ from mqkit.webhooks.attempts import AttemptLog
 from mqkit.webhooks.client import WebhookClient
 from mqkit.webhooks.dispatcher import Dispatcher
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
-from mqkit.webhooks.receiver import Receiver, Source
+from mqkit.webhooks.receiver import Receiver, Source, message_id
 from mqkit.webhooks.schedule import Schedule
 from tests.conformance.conftest import require
 from tests.conformance.helpers import drain
@@ -96,4 +96,9 @@ async def test_the_receiver_enqueues_on_this_broker(broker: mqkit.Broker, topic:
     for delivery in got:
         await delivery.ack()
     await sub.close()
-    assert sorted(d.message.id for d in got) == sorted(h["webhook-id"] for h in headers)
+    assert sorted(d.message.headers["webhook-id"] for d in got) == sorted(
+        h["webhook-id"] for h in headers
+    )
+    assert sorted(d.message.id for d in got) == sorted(
+        message_id("acme", h["webhook-id"]) for h in headers
+    )

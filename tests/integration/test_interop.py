@@ -87,9 +87,14 @@ async def test_amqp_consume_reads_what_mqkit_publishes() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        await asyncio.sleep(1.0)  # its queue is bound once it is listening
-        await broker.publish(t, BODY, key="k1")
-        out, err = await asyncio.wait_for(reader.communicate(), 30)
+        # Its queue is bound only once it listens, and an exchange keeps nothing for no
+        # queue: publish until it has read one (-c 1), which is the readiness it offers.
+        finished = asyncio.ensure_future(reader.communicate())
+        async with asyncio.timeout(30):
+            while not finished.done():
+                await broker.publish(t, BODY, key="k1")
+                await asyncio.wait({finished}, timeout=0.2)
+        out, err = await finished
     assert reader.returncode == 0, err.decode()
     assert out.decode() == BODY
 

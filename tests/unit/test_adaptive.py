@@ -65,8 +65,10 @@ async def test_a_subscriber_finds_the_concurrency_a_slowing_downstream_can_take(
     print(f"limit over time: {limits[::50]}, median latency of the second half: "
           f"{later[len(later) // 2] * 1000:.0f} ms")  # fmt: skip
     assert stats.retried == stats.dead_lettered == 0
-    assert max(limits[300:]) <= 12  # settled near the capacity, not at 32
-    assert later[len(later) // 2] < 0.1
+    # Settled at the downstream's capacity (6 within the target; README: between 4 and 6),
+    # not at 32; a loaded machine stretches the sleeps, which only pushes the limit lower.
+    assert max(limits[300:]) <= 7, limits[300:]
+    assert later[len(later) // 2] < 0.06 * 1.25  # the target, with room for a busy loop
 
 
 async def test_errors_make_it_back_off_and_nothing_is_lost() -> None:

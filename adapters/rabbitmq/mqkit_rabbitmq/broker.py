@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -173,14 +174,22 @@ class RabbitSubscription(Subscription):
         exchange = await self.broker.exchange(self.topic, channel)
         if self.group is None:
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        else:
+            await self._consume(channel, queue, exchange)
+            return self
+        name = group_queue(self.topic, self.group)
+        async with self.broker.queue_locks[name]:
             queue = await channel.declare_queue(
-                group_queue(self.topic, self.group), durable=True, arguments=self.broker.queue_args
+                name, durable=True, arguments=self.broker.queue_args
             )
+            await self._consume(channel, queue, exchange)
+        return self
+
+    async def _consume(
+        self, channel: AbstractChannel, queue: AbstractQueue, exchange: AbstractExchange
+    ) -> None:
         await queue.bind(exchange, "#")
         self._channel, self._queue, self.queue_name = channel, queue, queue.name
         self._tag = await queue.consume(self._on_message, no_ack=False)
-        return self
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
         if self._closing:
@@ -245,6 +254,13 @@ class RabbitBroker(Broker):
             self.options.get("connect_timeout", "10s"), name="connect_timeout"
         )
         self.subscriptions: set[RabbitSubscription] = set()
+        # RabbitMQ 3.10 crashes the whole connection (INTERNAL_ERROR, `badmatch noproc` in
+        # rabbit_quorum_queue:consume) when a consume reaches a quorum queue whose Raft
+        # member has not started yet, which is what a second subscriber racing the first
+        # one's declare does: subscribers of one queue declare and consume one at a time.
+        self.queue_locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
@@ -371,10 +387,12 @@ class RabbitBroker(Broker):
         for topic in {m.topic for m in messages} - self._dead_letter_queues:
             assert self._channel is not None
             exchange = await self.exchange(topic)
-            queue = await self._channel.declare_queue(
-                group_queue(topic, DLQ_GROUP), durable=True, arguments=self.queue_args
-            )
-            await queue.bind(exchange, "#")
+            name = group_queue(topic, DLQ_GROUP)
+            async with self.queue_locks[name]:
+                queue = await self._channel.declare_queue(
+                    name, durable=True, arguments=self.queue_args
+                )
+                await queue.bind(exchange, "#")
             self._dead_letter_queues.add(topic)
         await self.send(messages)
 
