@@ -122,6 +122,10 @@ class _Call(Generic[T]):
     future: asyncio.Future[T]
     loop: asyncio.AbstractEventLoop
     write: bool
+    # Whether local consumers should look again once it commits. Not after a claim or a
+    # lease extension: they make nothing claimable, and a claim that woke its own claim
+    # loop kept an idle consumer spinning on a full core.
+    wakes: bool = True
 
 
 class _Connection:
@@ -142,12 +146,14 @@ class _Connection:
     def start(self) -> None:
         self._thread.start()
 
-    def call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> asyncio.Future[T]:
+    def call(
+        self, fn: Callable[[sqlite3.Connection], T], *, write: bool, wakes: bool = True
+    ) -> asyncio.Future[T]:
         if self._closed:
             raise ClosedError("the sqlite connection is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Call(fn, future, loop, write))
+        self._queue.put(_Call(fn, future, loop, write, wakes))
         return future
 
     async def close(self) -> None:
@@ -216,8 +222,9 @@ class _Connection:
         if writes:
             outcomes.extend(self._transaction(conn, writes))
         self._resolve(outcomes)
-        if writes:
-            self._notify_loops(writes)
+        waking = [c for c in writes if c.wakes]
+        if waking:
+            self._notify_loops(waking)
 
     def _one(self, conn: sqlite3.Connection, call: _Call[Any]) -> tuple[_Call[Any], bool, Any]:
         try:
@@ -304,9 +311,11 @@ class SqliteEngine:
         self.signal = Signal()
         connection.after_write = self.signal.notify
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def _call(
+        self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True, wakes: bool = True
+    ) -> T:
         try:
-            return await self._db.call(fn, write=write)
+            return await self._db.call(fn, write=write, wakes=wakes)
         except sqlite3.Error as exc:
             raise BrokerUnavailableError(f"sqlite store {mask(self._url)} failed: {exc}") from exc
 
@@ -414,7 +423,7 @@ class SqliteEngine:
                 )
             return out, next_due
 
-        return await self._call(claim)
+        return await self._call(claim, wakes=False)
 
     async def ack(self, topic: str, group: str, tokens: Sequence[Token]) -> None:
         """Queue the ack and return without waiting for its commit.
@@ -453,7 +462,8 @@ class SqliteEngine:
                 "UPDATE mq_pending SET ready_at = ? WHERE topic = ? AND grp = ? AND seq = ?"
                 " AND attempt = ? AND ready_at > ?",
                 rows,
-            )
+            ),
+            wakes=False,
         )
 
     async def release(
