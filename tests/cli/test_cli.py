@@ -211,6 +211,43 @@ def test_run_stops_gracefully_on_sigterm(url: str, tmp_path: Path) -> None:
     assert b"stopping" in err and b"Traceback" not in err
 
 
+def test_a_second_signal_stops_run_at_once(url: str, tmp_path: Path) -> None:
+    """The first SIGTERM waits for in-flight handlers (here up to 60 s); a second one does
+    not wait: the worker exits at once, handing the message back unacked."""
+    url += "?lease=2s"  # the handed-back message is due again soon
+    (tmp_path / "slow.py").write_text(
+        "import asyncio, mqkit\n"
+        "app = mqkit.App(shutdown_timeout=60)\n"
+        "@app.subscriber('jobs', group='slow')\n"
+        "async def handle(body: str) -> None:\n"
+        "    print('started', body, flush=True)\n"
+        "    await asyncio.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url}
+    mqkit("publish", "jobs", "long", url=url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqkit", "run", "slow:app"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started long\n"
+    proc.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=2)  # the first signal waits for the handler
+    second = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    took = time.monotonic() - second
+    assert proc.returncode == 130, err
+    assert took < 20, took  # at once, not after the 60 s shutdown_timeout
+    assert b"Traceback" not in err
+    again = mqkit("consume", "jobs", "-g", "slow", "-n", "1", "-t", "30", "-o", "raw", url=url)
+    assert again.stdout == b"long\n"  # handed back, not lost
+
+
 def test_demo_finishes_by_itself(url: str) -> None:
     # A narrow terminal: the summary must still come out one fact per line, unwrapped.
     r = mqkit("demo", "--orders", "60", url=url, timeout=120, columns=40)

@@ -111,6 +111,39 @@ async def test_middleware_runs_each_id_once_per_group(
     assert [s.stats.duplicates for s in app.subscribers] == [6, 6]
 
 
+async def test_an_id_being_handled_elsewhere_is_retried_not_run_twice(
+    store: IdempotencyStore,
+) -> None:
+    """Busy: another consumer holds the claim. The copy here is retried after busy_delay
+    without running the handler; once the other finishes, it is acked as a duplicate."""
+    calls: list[str] = []
+    app = mqkit.App(
+        f"memory://{uuid.uuid4().hex}",
+        middleware=[idempotent(store, busy_delay=0.05)],
+        retry=mqkit.RetryPolicy(max_attempts=1000),  # busy retries are attempts too
+    )
+
+    @app.subscriber("orders", group="billing")
+    async def bill(message: mqkit.Message) -> None:
+        calls.append(message.id)
+
+    message = mqkit.Message.create("orders", b"x")
+    claim_key = f"billing:{message.id}"
+    assert await store.claim(claim_key, "the-other-consumer", 60) is Claim.NEW
+    stats = app.subscribers[0].stats
+    async with app.running():
+        await app.broker.publish_batch([message])
+        async with asyncio.timeout(20):
+            while stats.retried < 3:  # asked again, and again, while the other holds it
+                await asyncio.sleep(0.01)
+        assert calls == []
+        await store.complete(claim_key, "the-other-consumer", 60)
+        async with asyncio.timeout(20):
+            while stats.duplicates < 1:
+                await asyncio.sleep(0.01)
+    assert calls == [] and stats.handled == 0 and stats.dead_lettered == 0
+
+
 async def _effects_table(store: SqlStore) -> Table:
     effects = Table(f"effects_{uuid.uuid4().hex[:8]}", MetaData(), Column("message_id", String(64)))
     async with store.engine.begin() as conn:

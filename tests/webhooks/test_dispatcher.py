@@ -153,8 +153,9 @@ async def test_410_disables_the_endpoint(env: Env) -> None:
     assert len(env.endpoints["gone"].received) <= 3
 
 
-async def test_429_retry_after_is_honoured(env: Env) -> None:
-    script = Script([429, 204], headers={"Retry-After": "2"})
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+async def test_retry_after_is_honoured_on_throttling_answers(env: Env, status: int) -> None:
+    script = Script([status, 204], headers={"Retry-After": "2"})
     await env.add("busy", script)
     async with env.running(waits=(0, 0.1)) as d:
         await env.publish()
@@ -240,8 +241,9 @@ async def test_one_dead_endpoint_leaves_the_others_latency_unchanged(env: Env) -
         f"median latency of 760 deliveries: {before * 1000:.1f} ms without the dead endpoint, "
         f"{with_dead * 1000:.1f} ms with it"
     )
-    # 10%, plus 2 ms for a 2-core machine's scheduling noise on a few-millisecond median.
-    assert with_dead <= before * 1.10 + 0.002, (before, with_dead)
+    # A dead endpoint holding the others up would add its 2 s timeout; the margin (half
+    # again, plus 50 ms) is for a loaded 2-core machine's scheduling, not for that.
+    assert with_dead <= before * 1.5 + 0.05, (before, with_dead)
 
 
 async def test_exhausted_is_recorded_with_an_event_and_can_be_replayed(env: Env) -> None:
@@ -338,3 +340,23 @@ async def test_an_endpoints_rate_limit_paces_its_deliveries(env: Env) -> None:
     took = times[-1] - times[0]
     assert 1.8 <= took <= 2.6, took  # the 40 after the burst at 20/s
     assert sum(t - times[0] < 1.0 for t in times) <= 41
+
+
+async def test_a_stalled_lanes_queue_is_deferred_to_the_broker(env: Env) -> None:
+    """An endpoint that stops answering holds its one slot; once the attempts waiting for
+    it would take over a second to drain, newly arriving ones go to the broker as delayed
+    retries instead of piling up in memory, and are delivered when it answers again."""
+    script = Script(hang=True)
+    endpoint = await env.add("stalled", script, max_concurrency=1)
+    async with env.running(timeout=1.0) as d:
+        sent = await env.publish(5)  # one in the slot, hanging; four waiting for it
+        await until(lambda: endpoint.id in d._lanes and d._lanes[endpoint.id].waiting == 4)
+        lane = d._lanes[endpoint.id]
+        await until(lambda: lane.queue_drain_time() > 1.0)  # judged stalled
+        script.hang = False  # from now on it answers; the lane does not know yet
+        for _ in range(20):
+            sent += await env.publish(1)
+        await until(lambda: d.stats.deferred == 20)
+        assert lane.waiting <= 4  # the 20 went to the broker, not into memory
+        await until(lambda: d.stats.delivered == 25, timeout=60)
+    assert {r.headers["webhook-id"] for r in script.received} == {m.id for m in sent}

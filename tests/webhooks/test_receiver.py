@@ -269,3 +269,44 @@ async def test_the_same_webhook_id_from_two_sources_is_two_messages_both_handled
         stats = app.subscribers[0].stats
     assert sorted(handled) == [("acme", "msg_1"), ("globex", "msg_1")]
     assert (stats.handled, stats.duplicates) == (2, 0)
+
+
+async def test_two_receivers_share_their_dedup_through_redis() -> None:
+    """`--dedup redis://`: the same delivery posted to two receivers (two processes behind
+    a load balancer) is enqueued once."""
+    import os
+
+    from mqkit.idempotency.redis import RedisStore
+
+    redis_url = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    topic = f"hooks-{uuid.uuid4().hex[:8]}"
+    prefix = f"mqkit:test-webhook-ids:{uuid.uuid4().hex[:8]}:"
+    async with mqkit.connect("memory://") as broker:
+        stores = [RedisStore(redis_url, prefix=prefix) for _ in range(2)]
+        clients = [
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(
+                    app=Receiver(broker, [Source("acme", [SECRET], topic)], dedup=store)
+                ),
+                base_url="http://receiver",
+            )
+            for store in stores
+        ]
+        deliveries = [(f'{{"n": {i}}}'.encode(), f"msg_{uuid.uuid4().hex}") for i in range(20)]
+        answers = await asyncio.gather(
+            *(
+                client.post("/acme", content=body, headers=signed(body, msg_id))
+                for body, msg_id in deliveries
+                for client in clients
+            )
+        )
+        for client in clients:
+            await client.aclose()
+        for store in stores:
+            await store.close()
+        rig = Rig(broker)
+        rig.topic = topic
+        got = await rig.enqueued()
+    assert {a.status_code for a in answers} == {200}
+    assert sum(a.json()["detail"] == "enqueued" for a in answers) == 20
+    assert sorted(m.headers["webhook-id"] for m in got) == sorted(i for _, i in deliveries)
