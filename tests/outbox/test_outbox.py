@@ -20,6 +20,7 @@ from mqkit.broker import Broker
 from mqkit.errors import ClosedError, InvalidTopicError
 from mqkit.message import Message
 from mqkit.outbox.schema import outbox as table
+from tests.conformance.helpers import receive
 from tests.outbox.conftest import Database
 
 
@@ -209,3 +210,26 @@ async def test_relay_wakes_on_notify_without_waiting_for_the_poll(
             await outbox.add(conn, "t", "bye")
         await asyncio.wait_for(task, 10)
     assert relay.relayed >= 1
+
+
+async def test_relay_polls_when_no_notify_ever_comes(db: Database, memory_url: str) -> None:
+    """Without NOTIFY (SQLite; PostgreSQL with the trigger dropped, as a migration might
+    leave it) the relay still publishes, on its poll."""
+    from sqlalchemy import text
+
+    if db.name == "postgresql":
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER mqkit_outbox_notify ON mqkit_outbox"))
+    async with mqkit.connect(memory_url) as broker:
+        relay = outbox.OutboxRelay(db.engine, broker, poll_interval=0.2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        async with await broker.subscribe("t", group="g") as sub:
+            for n in range(3):  # each one found by a poll, not woken by a NOTIFY
+                async with db.engine.begin() as conn:
+                    await outbox.add(conn, "t", f"row {n}")
+                (got,) = await receive(sub, 1, timeout=20)
+                assert got.message.body == f"row {n}".encode()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert relay.relayed == 3
