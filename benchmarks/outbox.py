@@ -8,8 +8,12 @@ to the outbox adds to a business transaction.
 Relay: N rows are written first (not timed), then one OutboxRelay drains them (claim 500 with
 FOR UPDATE SKIP LOCKED, publish with confirms, delete), timed from the first claim to the
 empty table. Raw: the broker's own client publishing the same number of 100-byte messages in
-batches of 500 (benchmarks/raw.py). Both in the same run, alternating, median of --repeat.
-Write overhead: transactions that insert one business row, with and without `outbox.add`.
+batches of 500 (benchmarks/raw.py; none for memory://, which `--url memory://` adds to show
+the database side alone). Keyed: mqkit's own `publish_batch` of the relay's messages (100
+keys) in batches of 500, which bounds what the relay can reach on that broker. All in the
+same run, alternating, median of --repeat.
+Write overhead: transactions that insert one business row, with and without `outbox.add`,
+then the same with the NOTIFY trigger dropped.
 Everything happens in a scratch schema that is dropped at the end.
 """
 
@@ -68,7 +72,20 @@ async def relay_rate(db_url: str, broker_url: str, rows: int) -> float:
     return rows / elapsed
 
 
-async def raw_rate(broker_url: str, rows: int) -> float:
+async def keyed_rate(broker_url: str, rows: int) -> float:
+    topic = f"bench-keyed-{uuid.uuid4().hex[:8]}"
+    messages = [mqkit.Message.create(topic, BODY, key=f"k{i % 100}") for i in range(rows)]
+    async with mqkit.connect(broker_url) as broker:
+        await (await broker.subscribe(topic, group="bench")).close()
+        started = time.perf_counter()
+        for i in range(0, rows, BATCH):
+            await broker.publish_batch(messages[i : i + BATCH])
+        return rows / (time.perf_counter() - started)
+
+
+async def raw_rate(broker_url: str, rows: int) -> float | None:
+    if broker_url.startswith("memory:"):
+        return None
     raw = for_url(broker_url)
     try:
         rate, _ = await raw.batched(rows, BATCH)
@@ -80,6 +97,8 @@ async def raw_rate(broker_url: str, rows: int) -> float:
 def write_overhead(db_url: str, transactions: int) -> tuple[float, float]:
     """Business transactions per second: one INSERT, and the same plus outbox.add."""
     engine = create_engine(async_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS bench_orders"))
     orders = SqlTable(
         "bench_orders",
         MetaData(),
@@ -121,17 +140,27 @@ async def main() -> None:
         await conn.run_sync(create_all)
     await engine.dispose()
     console = Console()
-    table = Table("broker", "relay msg/s", "raw batched msg/s", "ratio")
+    table = Table(
+        "broker", "relay msg/s", "raw batched msg/s", "ratio", "mqkit keyed publish_batch msg/s"
+    )
     try:
         for url in args.url:
-            relay, raw = [], []
-            for _ in range(args.repeat):  # alternate, so drift hits both the same
+            relay, raw, keyed = [], [], []
+            for _ in range(args.repeat):  # alternate, so drift hits them all the same
                 raw.append(await raw_rate(url, args.rows))
                 relay.append(await relay_rate(db, url, args.rows))
-            r, w = statistics.median(relay), statistics.median(raw)
-            table.add_row(url.split("://")[0], f"{r:,.0f}", f"{w:,.0f}", f"{r / w:.2f}x")
-            console.print(f"{url.split('://')[0]}: relay {relay}, raw {raw}")
+                keyed.append(await keyed_rate(url, args.rows))
+            r, k = statistics.median(relay), statistics.median(keyed)
+            w = None if None in raw else statistics.median(x for x in raw if x is not None)
+            table.add_row(
+                url.split("://")[0], f"{r:,.0f}", "-" if w is None else f"{w:,.0f}",
+                "-" if w is None else f"{r / w:.2f}x", f"{k:,.0f}",
+            )  # fmt: skip
+            console.print(f"{url.split('://')[0]}: relay {relay}, raw {raw}, keyed {keyed}")
         plain, with_box = write_overhead(db, args.transactions)
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP TRIGGER mqkit_outbox_notify ON {schema}.mqkit_outbox"))
+        plain_quiet, with_box_quiet = write_overhead(db, args.transactions)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
@@ -141,6 +170,11 @@ async def main() -> None:
     console.print(
         f"business transaction, 1 INSERT: {plain:,.0f}/s; with outbox.add: {with_box:,.0f}/s "
         f"({extra_ms:+.2f} ms per transaction)"
+    )
+    quiet_ms = (1 / with_box_quiet - 1 / plain_quiet) * 1000
+    console.print(
+        f"without the NOTIFY trigger: {plain_quiet:,.0f}/s; with outbox.add: "
+        f"{with_box_quiet:,.0f}/s ({quiet_ms:+.2f} ms per transaction)"
     )
 
 

@@ -83,20 +83,19 @@ class SsrfGuard:
     async def check(self, url: str) -> Target:
         """Resolve the URL's host and check every address; the target to connect to."""
         parts = urlsplit(url)
-        shown = mask(url)
         if parts.scheme not in ("http", "https"):
-            raise SsrfError(f"refused {shown!r}: only http and https endpoints")
+            raise SsrfError(f"refused {mask(url)!r}: only http and https endpoints")
         host = parts.hostname
         if not host:
-            raise SsrfError(f"refused {shown!r}: no host")
+            raise SsrfError(f"refused {mask(url)!r}: no host")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise SsrfError(f"refused {shown!r}: bad port") from None
+            raise SsrfError(f"refused {mask(url)!r}: bad port") from None
         try:
             addresses = await self.addresses(host, port)
         except SsrfError as exc:
-            raise type(exc)(f"refused {shown!r}: {exc}") from None
+            raise type(exc)(f"refused {mask(url)!r}: {exc}") from None
         return Target(parts.scheme, host, port, addresses)
 
     async def precheck(self, url: str) -> str | None:

@@ -334,7 +334,8 @@ async def test_nack_with_delay(broker: mqkit.Broker, topic: str) -> None:
         (again,) = await receive(sub, 1, timeout=3)
         waited = time.monotonic() - t0
     assert again.message.id == d.message.id and again.message.attempt == 2
-    assert 0.5 <= waited < 0.5 * 1.2 + 0.1
+    # Never early; the upper bound leaves a loaded machine its scheduling delays.
+    assert 0.5 <= waited < 0.5 + 1.5
 
 
 # 12. Replay ---------------------------------------------------------------------------------
@@ -433,8 +434,9 @@ async def test_dead_letter_records_the_first_failure_across_nacks(
     ):
         await broker.publish(topic, b"keeps failing", key="k")
         (d,) = await receive(sub, 1, ack=False)
-        first_failure = time.time()
+        before = time.time()
         await d.nack(0.2)
+        after = time.time()
         (d,) = await receive(sub, 1, ack=False)
         await d.nack(0.2)
         (d,) = await receive(sub, 1, ack=False)
@@ -443,6 +445,7 @@ async def test_dead_letter_records_the_first_failure_across_nacks(
         (dead,) = await receive(dlq, 1)
     headers = dead.message.headers
     first, last = float(headers["mqkit-first-failed-at"]), float(headers["mqkit-last-failed-at"])
-    assert abs(first - first_failure) < 0.1
+    # Stamped during the first nack (50 ms either side for a server's clock on this host).
+    assert before - 0.05 <= first <= after + 0.05, (before, first, after)
     assert last - first >= 0.35
     assert headers["mqkit-attempts"] == "3"
