@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 from mqkit.adaptive import AdaptiveConcurrency, AimdLimit
 from mqkit.broker import Broker, Delivery, Subscription, validate_topic
-from mqkit.dlq import REPLAY_GROUP
 from mqkit.errors import DecodeError
 from mqkit.handlers import Handler, compile_handler, default_group
 from mqkit.message import Message
@@ -34,6 +33,7 @@ from mqkit.ratelimit import Limiter, LocalLimiter, Rate, acquire
 from mqkit.ratelimit.limiter import Outage
 from mqkit.registry import connect
 from mqkit.retry import Reject, Retry, RetryPolicy
+from mqkit.wire import REPLAY_GROUP
 
 log = logging.getLogger("mqkit")
 

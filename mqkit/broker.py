@@ -20,14 +20,16 @@ from mqkit.errors import ClosedError, InvalidTopicError, MessageTooLargeError
 from mqkit.message import Message
 from mqkit.urls import mask, parse_duration, parse_size, query_options
 
+# Their home is mqkit.wire; kept importable from here, where they were first.
+from mqkit.wire import DLQ_GROUP as DLQ_GROUP
+from mqkit.wire import DLQ_SUFFIX as DLQ_SUFFIX
+from mqkit.wire import FIRST_FAILED_AT as FIRST_FAILED_AT
+from mqkit.wire import dead_letter_copy as dead_letter_copy
+from mqkit.wire import dlq_topic as dlq_topic
+
 Start = Literal["earliest", "latest"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
-DLQ_SUFFIX = ".dlq"
-# The consumer group mqkit's DLQ tools read `<topic>.dlq` with (see mqkit.dlq).
-DLQ_GROUP = "mqkit-dlq"
-# When a message first failed; carried across redeliveries by backends that copy on nack.
-FIRST_FAILED_AT = "mqkit-first-failed-at"
 
 # Kafka's rules are the strictest of the brokers, so a topic valid here is valid everywhere.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -39,45 +41,6 @@ def validate_topic(topic: str) -> str:
             f"invalid topic {topic!r}: use 1-249 characters from A-Z a-z 0-9 . _ -"
         )
     return topic
-
-
-def dlq_topic(topic: str) -> str:
-    return topic + DLQ_SUFFIX
-
-
-def dead_letter_copy(
-    message: Message,
-    reason: str | BaseException,
-    *,
-    group: str | None,
-    first_failed_at: str | None = None,
-) -> Message:
-    """The copy of `message` that goes to `<topic>.dlq`: same id, body and headers, plus
-    headers saying where it came from, after how many attempts, and why (see mqkit.dlq).
-    Its key moves to the header `mqkit-original-key`: dead letters are not ordered, so one
-    held by a reader must not hold back others with the same key."""
-    if isinstance(reason, BaseException):
-        error_type, error = type(reason).__name__, f"{type(reason).__name__}: {reason}"
-    else:
-        error_type, error = "", reason
-    now = f"{time.time():.3f}"
-    headers = dict(message.headers)
-    headers.update(
-        {
-            "mqkit-original-topic": message.topic,
-            "mqkit-group": group or "",
-            "mqkit-attempts": str(message.attempt),
-            "mqkit-error": error[:2000],
-            "mqkit-error-type": error_type,
-            "mqkit-first-failed-at": first_failed_at or now,
-            "mqkit-last-failed-at": now,
-        }
-    )
-    if message.key is not None:
-        headers["mqkit-original-key"] = message.key
-    return message.with_changes(
-        topic=dlq_topic(message.topic), key=None, headers=headers, attempt=0
-    )
 
 
 class Broker(ABC):

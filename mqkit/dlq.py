@@ -25,28 +25,37 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from mqkit.broker import DLQ_GROUP, Broker, Delivery, dlq_topic
+from mqkit.broker import Broker, Delivery
 from mqkit.message import Message
-
-ORIGINAL_TOPIC = "mqkit-original-topic"
-GROUP = "mqkit-group"
-ATTEMPTS = "mqkit-attempts"
-ERROR = "mqkit-error"
-ERROR_TYPE = "mqkit-error-type"
-FIRST_FAILED_AT = "mqkit-first-failed-at"
-LAST_FAILED_AT = "mqkit-last-failed-at"
-ORIGINAL_KEY = "mqkit-original-key"
-REPLAY_GROUP = "mqkit-replay-group"
-DEAD_LETTER_HEADERS = (
-    ORIGINAL_TOPIC,
-    ORIGINAL_KEY,
-    GROUP,
+from mqkit.wire import (
     ATTEMPTS,
+    DEAD_LETTER_HEADERS,
+    DLQ_GROUP,
     ERROR,
     ERROR_TYPE,
     FIRST_FAILED_AT,
+    GROUP,
     LAST_FAILED_AT,
+    ORIGINAL_KEY,
+    ORIGINAL_TOPIC,
+    REPLAY_GROUP,
+    dlq_topic,
 )
+
+__all__ = [  # the header names stay importable from here, where they were first
+    "ATTEMPTS",
+    "DEAD_LETTER_HEADERS",
+    "ERROR",
+    "ERROR_TYPE",
+    "FIRST_FAILED_AT",
+    "GROUP",
+    "LAST_FAILED_AT",
+    "ORIGINAL_KEY",
+    "ORIGINAL_TOPIC",
+    "REPLAY_GROUP",
+    "DeadLetter",
+    "DeadLetters",
+]
 
 Action = Literal["keep", "replay", "drop"]
 

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from mqkit.broker import FIRST_FAILED_AT, Start
+from mqkit.broker import Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError
 from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
 from mqkit.message import Message
+from mqkit.wire import FIRST_FAILED_AT
 
 
 @dataclass(slots=True)

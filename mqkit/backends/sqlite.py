@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from mqkit.broker import FIRST_FAILED_AT, Start
+from mqkit.broker import Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ClosedError, ConfigurationError
 from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
 from mqkit.message import Message
 from mqkit.urls import mask, parse_duration
+from mqkit.wire import FIRST_FAILED_AT
 
 log = logging.getLogger("mqkit")
 

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from mqkit.broker import Broker, dead_letter_copy
+from mqkit.broker import Broker
 from mqkit.half.producer import COMMIT_LEASE
 from mqkit.half.store import (
     COMMITTING,
@@ -36,6 +36,7 @@ from mqkit.half.store import (
     Resolution,
 )
 from mqkit.message import Message
+from mqkit.wire import dead_letter_copy
 
 log = logging.getLogger("mqkit.half")
 

@@ -39,11 +39,12 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mqkit.broker import Broker, dead_letter_copy
+from mqkit.broker import Broker
 from mqkit.errors import ConfigurationError, MessageTooLargeError, MqkitError
 from mqkit.message import Message
 from mqkit.outbox.schema import CHANNEL, TABLE, create_all, outbox
 from mqkit.sql import check_dialect, engine_for, message_of
+from mqkit.wire import BODY_IN_OUTBOX, dead_letter_copy
 
 log = logging.getLogger("mqkit.outbox")
 
@@ -235,7 +236,7 @@ class OutboxRelay:
             log.error("outbox row %s cannot be published, kept as failed: %s", message.id, exc)
             note = dead_letter_copy(message, exc, group=GROUP)
             if note.size > self.broker.max_message_bytes:
-                headers = {**note.headers, "mqkit-body-in-outbox": str(len(note.body))}
+                headers = {**note.headers, BODY_IN_OUTBOX: str(len(note.body))}
                 note = note.with_changes(body=b"", headers=headers)
             notes.append(note)
         await self.broker.dead_letter(notes)

@@ -39,6 +39,7 @@ from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 from mqkit.webhooks.lanes import Breaker, Lane
 from mqkit.webhooks.schedule import Schedule, retry_after
 from mqkit.webhooks.signing import sign
+from mqkit.wire import WEBHOOK_ATTEMPT, WEBHOOK_ENDPOINT, WEBHOOK_TOPIC
 
 log = logging.getLogger("mqkit.webhooks")
 
@@ -48,9 +49,7 @@ EVENTS_TOPIC = "mqkit.webhooks.events"
 DISABLE_AFTER = 5 * 24 * 3600.0
 THROTTLING = frozenset({429, 502, 503, 504})
 # Headers a retry carries: which endpoint, which attempt comes next, the original topic.
-H_ENDPOINT = "mqkit-webhook-endpoint"
-H_ATTEMPT = "mqkit-webhook-attempt"
-H_TOPIC = "mqkit-webhook-topic"
+H_ENDPOINT, H_ATTEMPT, H_TOPIC = WEBHOOK_ENDPOINT, WEBHOOK_ATTEMPT, WEBHOOK_TOPIC
 _OWN = (H_ENDPOINT, H_ATTEMPT, H_TOPIC)
 
 

@@ -43,6 +43,7 @@ from mqkit.webhooks.signing import (
     Secret,
     verify,
 )
+from mqkit.wire import WEBHOOK_SOURCE
 
 log = logging.getLogger("mqkit.webhooks")
 
@@ -165,7 +166,7 @@ class Receiver:
                 headers={
                     "webhook-id": msg_id,
                     "webhook-timestamp": request.headers.get("webhook-timestamp", ""),
-                    "mqkit-webhook-source": source.name,
+                    WEBHOOK_SOURCE: source.name,
                 },
                 content_type=request.headers.get("content-type") or "application/octet-stream",
             )

@@ -13,11 +13,8 @@ from typing import Any
 
 from mqkit import codec
 from mqkit.message import Message
+from mqkit.wire import ATTEMPT, CONTENT_TYPE, ID, NOT_BEFORE
 
-ID = "mqkit-id"
-CONTENT_TYPE = "mqkit-content-type"
-ATTEMPT = "mqkit-attempt"
-NOT_BEFORE = "mqkit-not-before"
 OWN = {ID, CONTENT_TYPE, ATTEMPT, NOT_BEFORE}
 
 

@@ -43,18 +43,17 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError
 
 from mqkit import codec
-from mqkit.broker import DLQ_GROUP, Broker, Delivery, Start, Subscription
+from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit.urls import parse_duration
+from mqkit.wire import ATTEMPT, DLQ_GROUP, KEY
 
 log = logging.getLogger("mqkit.rabbitmq")
 
 MQKIT_OPTIONS = {"queue_type", "publish_timeout", "max_message_bytes", "connect_timeout"}
-KEY = "mqkit-key"
-ATTEMPT = "mqkit-attempt"
 DELAY_PREFIX = "mqkit.delay"
 DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 

@@ -14,13 +14,13 @@ import json
 import uuid
 from collections.abc import Mapping
 
-from mqkit import codec
+from mqkit import codec, wire
 from mqkit.errors import ConfigurationError
 from mqkit.message import Message
 
 BODY = b"body"
 META = b"mqkit"
-KEY = b"mqkit-key"
+KEY = wire.KEY.encode()
 OWN = {BODY, META, KEY}
 
 

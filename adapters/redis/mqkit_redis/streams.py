@@ -31,11 +31,12 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from mqkit.broker import FIRST_FAILED_AT, Start, Subscription
+from mqkit.broker import Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.leasing import Claimed, LeasedSubscription, LeasingBroker, Signal, Token
 from mqkit.message import Message
 from mqkit.urls import parse_duration
+from mqkit.wire import FIRST_FAILED_AT
 from mqkit_redis import client as redis_client
 from mqkit_redis.fields import from_fields, to_fields, with_attempt
 
