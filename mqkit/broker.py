@@ -13,12 +13,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar, cast
 
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError, InvalidTopicError, MessageTooLargeError
 from mqkit.message import Message
-from mqkit.urls import mask, parse_duration, parse_size, query_options
+from mqkit.options import COMMON, MAX_MESSAGE_BYTES, PUBLISH_TIMEOUT, Option, read_options
+from mqkit.urls import mask, query_options
 
 # Their home is mqkit.wire; kept importable from here, where they were first.
 from mqkit.wire import DLQ_GROUP as DLQ_GROUP
@@ -28,8 +29,8 @@ from mqkit.wire import dead_letter_copy as dead_letter_copy
 from mqkit.wire import dlq_topic as dlq_topic
 
 Start = Literal["earliest", "latest"]
+T = TypeVar("T")
 
-DEFAULT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 # Kafka's rules are the strictest of the brokers, so a topic valid here is valid everywhere.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -47,20 +48,26 @@ class Broker(ABC):
     """A connection to one message broker. Use as `async with mqkit.connect(url) as broker:`."""
 
     capabilities: ClassVar[Capabilities]
+    # The URL options this backend reads (see mqkit.options), and those its client library
+    # takes from the URL; anything else in the query string is a ConfigurationError.
+    OPTIONS: ClassVar[tuple[Option[Any], ...]] = COMMON
+    CLIENT_OPTIONS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.options = query_options(url)
-        self.max_message_bytes = parse_size(
-            self.options.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
-            name="max_message_bytes",
+        self._settings = read_options(
+            self.options, self.OPTIONS, client=self.CLIENT_OPTIONS, where=mask(url)
         )
+        self.max_message_bytes = self.option(MAX_MESSAGE_BYTES)
         # How long a publish may wait for an unreachable broker before PublishTimeoutError.
-        self.publish_timeout = parse_duration(
-            self.options.get("publish_timeout", "10s"), name="publish_timeout"
-        )
+        self.publish_timeout = self.option(PUBLISH_TIMEOUT)
         self._closed = False
         self._started = False
+
+    def option(self, option: Option[T]) -> T:
+        """The value of a declared URL option (given, else its default)."""
+        return cast(T, self._settings[option.name])
 
     @property
     def safe_url(self) -> str:

@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mqkit import options
 from mqkit.broker import Broker, Delivery, Start, Subscription
-from mqkit.errors import ClosedError, ConfigurationError
+from mqkit.errors import ClosedError
 from mqkit.message import Message
-from mqkit.urls import parse_duration
 
 log = logging.getLogger("mqkit")
 
@@ -289,16 +289,24 @@ class LeasedSubscription(Subscription):
                 self._on_closed(self)
 
 
+LEASE = options.duration(
+    "lease",
+    "30s",
+    "how long a delivered message stays hidden before another consumer gets it",
+    positive=True,
+)
+
+
 class LeasingBroker(Broker):
     """Base of the built-in backends: subscriptions are LeasedSubscriptions over `self.engine`."""
 
     engine: LeaseEngine
 
+    OPTIONS = (*Broker.OPTIONS, LEASE)
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.lease = parse_duration(self.options.get("lease", "30s"), name="lease")
-        if self.lease <= 0:
-            raise ConfigurationError("lease must be > 0")
+        self.lease = self.option(LEASE)
         self._subscriptions: set[LeasedSubscription] = set()
 
     async def _subscribe(

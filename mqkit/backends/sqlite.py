@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+from mqkit import options
 from mqkit.broker import Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ClosedError, ConfigurationError
 from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
 from mqkit.message import Message
-from mqkit.urls import mask, parse_duration
+from mqkit.urls import mask
 from mqkit.wire import FIRST_FAILED_AT
 
 log = logging.getLogger("mqkit")
@@ -536,6 +537,14 @@ def _materialize(conn: sqlite3.Connection, topic: str, group: str, window: int) 
     conn.execute("UPDATE mq_groups SET cursor = ? WHERE topic = ? AND grp = ?", (top, topic, group))
 
 
+SYNCHRONOUS = options.choice(
+    "synchronous", "normal", ("normal", "full"), "full also survives power loss, at a cost"
+)
+RETENTION = options.duration("retention", "7d", "messages older than this are deleted")
+POLL = options.duration("poll", "5ms", "how often other processes' commits are looked for")
+BUSY_TIMEOUT = options.duration("busy_timeout", "30s", "how long a write waits for the lock")
+
+
 class SqliteBroker(LeasingBroker):
     engine: SqliteEngine
     capabilities = Capabilities(
@@ -548,20 +557,17 @@ class SqliteBroker(LeasingBroker):
         selective_ack=True,
     )
 
+    OPTIONS = (*LeasingBroker.OPTIONS, SYNCHRONOUS, RETENTION, POLL, BUSY_TIMEOUT)
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.path = database_path(url)
-        synchronous = self.options.get("synchronous", "normal").upper()
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ConfigurationError("synchronous must be normal or full")
-        self.retention = parse_duration(self.options.get("retention", "7d"), name="retention")
-        self.poll = parse_duration(self.options.get("poll", "5ms"), name="poll")
+        self.retention = self.option(RETENTION)
+        self.poll = self.option(POLL)
         self._connection = _Connection(
             self.path,
-            synchronous=synchronous,
-            busy_timeout=parse_duration(
-                self.options.get("busy_timeout", "30s"), name="busy_timeout"
-            ),
+            synchronous=self.option(SYNCHRONOUS).upper(),
+            busy_timeout=self.option(BUSY_TIMEOUT),
         )
         self.engine = SqliteEngine(self._connection, url)
         self._background: list[asyncio.Task[None]] = []

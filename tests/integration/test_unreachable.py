@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(
     "url",
     [
-        "kafka://127.0.0.1:1?sasl_plain_password=s3cret",
-        "amqp://guest:s3cret@127.0.0.1:1/?password=s3cret",
+        "kafka://user:s3cret@127.0.0.1:1",
+        "amqp://guest:s3cret@127.0.0.1:1/?heartbeat=5",
         "redis://:s3cret@127.0.0.1:1/0?password=s3cret",
         "redis+pubsub://127.0.0.1:1/0?password=s3cret",
     ],
@@ -28,3 +28,17 @@ async def test_unreachable_broker_names_the_url(url: str) -> None:
     text = str(info.value)
     assert mask(url) in text and "***" in mask(url), text  # the URL, as the user gave it
     assert "s3cret" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "kafka://127.0.0.1:1?sasl_plain_password=s3cret",  # no SASL support: not ignored
+        "amqp://guest:s3cret@127.0.0.1:1/?password=s3cret",
+    ],
+)
+def test_an_option_the_backend_does_not_take_is_refused_with_the_url_masked(url: str) -> None:
+    with pytest.raises(mqkit.ConfigurationError) as info:
+        mqkit.connect(url)
+    text = str(info.value)
+    assert "unknown option" in text and mask(url) in text and "s3cret" not in text

@@ -134,3 +134,37 @@ def test_unknown_scheme_names_known_schemes_and_package(
     text = str(info.value)
     assert "mqkit-rabbitmq" in text and "pip install 'mqkit[rabbitmq]'" in text
     assert "guest:guest" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "memory://?publish_timout=2s",
+        "sqlite:///x.db?retension=1d",
+        "sqlite:///x.db?lease=5s&pol=1ms",
+    ],
+)
+def test_an_unknown_url_option_is_an_error_naming_it_and_the_known_ones(url: str) -> None:
+    from mqkit import ConfigurationError, connect
+
+    with pytest.raises(ConfigurationError) as info:
+        connect(url)
+    text = str(info.value)
+    unknown = url.rsplit("&", 1)[-1].rsplit("?", 1)[-1].split("=")[0]
+    assert f"unknown option {unknown!r}" in text and "did you mean" in text
+    assert "publish_timeout" in text and "max_message_bytes" in text
+
+
+def test_declared_options_are_typed_and_checked() -> None:
+    from mqkit import ConfigurationError, connect
+
+    broker = connect("sqlite:///x.db?lease=2s&retention=1h&poll=10ms&synchronous=FULL")
+    assert (broker.lease, broker.retention, broker.poll) == (2.0, 3600.0, 0.01)  # type: ignore[attr-defined]
+    for bad, says in [
+        ("sqlite:///x.db?lease=0s", "lease must be > 0"),
+        ("sqlite:///x.db?synchronous=off", "synchronous must be one of"),
+        ("memory://?publish_timeout=soon", "publish_timeout"),
+        ("memory://?max_message_bytes=lots", "max_message_bytes"),
+    ]:
+        with pytest.raises(ConfigurationError, match=says):
+            connect(bad)

@@ -31,12 +31,12 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
+from mqkit import options
 from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
 from mqkit.message import Message
 from mqkit.shutdown import abandon, finish_within
-from mqkit.urls import parse_duration
 from mqkit_kafka.records import to_record
 from mqkit_kafka.subscription import KafkaSubscription
 
@@ -44,6 +44,15 @@ log = logging.getLogger("mqkit.kafka")
 
 _TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 OVERHEAD = 64 * 1024  # headers and record framing on top of the body limit
+
+
+PARTITIONS = options.integer("partitions", "6", "partitions of the topics mqkit creates", minimum=1)
+REPLICATION = options.integer(
+    "replication", "1", "replication factor of the topics mqkit creates", minimum=1
+)
+MAX_INLINE_DELAY = options.duration(
+    "max_inline_delay", "60s", "longer nack delays go through the group's retry topic"
+)
 
 
 class KafkaBroker(Broker):
@@ -57,17 +66,17 @@ class KafkaBroker(Broker):
         selective_ack=False,  # one committed offset per partition
     )
 
+    OPTIONS = (*Broker.OPTIONS, PARTITIONS, REPLICATION, MAX_INLINE_DELAY)
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         parts = urlsplit(url)
         if not parts.netloc:
             raise ConfigurationError(f"kafka URL names no broker: {self.safe_url}")
         self.bootstrap = parts.netloc.rsplit("@", 1)[-1]
-        self.partitions = int(self.options.get("partitions", "6"))
-        self.replication = int(self.options.get("replication", "1"))
-        self.max_inline_delay = parse_duration(
-            self.options.get("max_inline_delay", "60s"), name="max_inline_delay"
-        )
+        self.partitions = self.option(PARTITIONS)
+        self.replication = self.option(REPLICATION)
+        self.max_inline_delay = self.option(MAX_INLINE_DELAY)
         self.subscriptions: set[KafkaSubscription] = set()
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None

@@ -42,18 +42,26 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import AMQPError
 
-from mqkit import codec
+from mqkit import codec, options
 from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.capabilities import Capabilities
-from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
+from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
-from mqkit.urls import parse_duration
 from mqkit.wire import ATTEMPT, DLQ_GROUP, KEY
 
 log = logging.getLogger("mqkit.rabbitmq")
 
-MQKIT_OPTIONS = {"queue_type", "publish_timeout", "max_message_bytes", "connect_timeout"}
+QUEUE_TYPE = options.choice(
+    "queue_type", "classic", ("classic", "quorum"), "the type of the queues groups declare"
+)
+CONNECT_TIMEOUT = options.duration("connect_timeout", "10s", "how long connecting may take")
+MQKIT_OPTIONS = {o.name for o in (*options.COMMON, QUEUE_TYPE, CONNECT_TIMEOUT)}
+# What aio-pika and aiormq read from the URL themselves.
+AMQP_CLIENT_OPTIONS = frozenset(
+    {"auth", "cafile", "capath", "cadata", "certfile", "keyfile", "no_verify_ssl", "heartbeat",
+     "name", "timeout", "interleave", "happy_eyeballs_delay", "reconnect_interval", "fail_fast"}
+)  # fmt: skip
 DELAY_PREFIX = "mqkit.delay"
 DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
@@ -243,15 +251,13 @@ class RabbitBroker(Broker):
         selective_ack=True,
     )
 
+    OPTIONS = (*Broker.OPTIONS, QUEUE_TYPE, CONNECT_TIMEOUT)
+    CLIENT_OPTIONS = AMQP_CLIENT_OPTIONS
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        queue_type = self.options.get("queue_type", "classic")
-        if queue_type not in ("classic", "quorum"):
-            raise ConfigurationError("queue_type must be classic or quorum")
-        self.queue_args: dict[str, Any] = {"x-queue-type": queue_type}
-        self.connect_timeout = parse_duration(
-            self.options.get("connect_timeout", "10s"), name="connect_timeout"
-        )
+        self.queue_args: dict[str, Any] = {"x-queue-type": self.option(QUEUE_TYPE)}
+        self.connect_timeout = self.option(CONNECT_TIMEOUT)
         self.subscriptions: set[RabbitSubscription] = set()
         # RabbitMQ 3.10 crashes the whole connection (INTERNAL_ERROR, `badmatch noproc` in
         # rabbit_quorum_queue:consume) when a consume reaches a quorum queue whose Raft

@@ -8,26 +8,30 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from mqkit import options
 from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
+from mqkit.leasing import LEASE
 from mqkit.urls import mask
 
 T = TypeVar("T")
 
-# Options mqkit reads from the URL; everything else goes to redis-py.
-MQKIT_OPTIONS = {
-    "maxlen",
-    "lease",
-    "claim_every",
-    "block",
-    "publish_timeout",
-    "max_message_bytes",
-    "prefix",
-}
+# What mqkit reads from a Redis URL; redis-py gets the rest (CLIENT_OPTIONS).
+MAXLEN = options.integer("maxlen", "1000000", "streams are trimmed to about this many entries")
+PREFIX = options.text("prefix", "mqkit:", "what every key mqkit writes starts with")
+BLOCK = options.duration("block", "100ms", "how long one XREADGROUP waits for entries")
+MQKIT_OPTIONS = {o.name for o in (*options.COMMON, LEASE, MAXLEN, PREFIX, BLOCK)}
+# The query options redis-py reads from a URL itself, and connection keywords it passes on.
+CLIENT_OPTIONS = frozenset(
+    {*URL_QUERY_ARGUMENT_PARSERS, "password", "username", "client_name", "ssl_keyfile",
+     "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path", "ssl_ca_data",
+     "ssl_password", "encoding", "encoding_errors"}
+)  # fmt: skip
 
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 

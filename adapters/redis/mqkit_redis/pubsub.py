@@ -166,6 +166,8 @@ class PubSubSubscription(Subscription):
 class RedisPubSubBroker(Broker):
     capabilities = Capabilities()  # fan-out only; see the module docstring
 
+    CLIENT_OPTIONS = redis_client.CLIENT_OPTIONS
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.client = redis_client.connect(url)

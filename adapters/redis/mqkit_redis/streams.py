@@ -35,7 +35,6 @@ from mqkit.broker import Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.leasing import Claimed, LeasedSubscription, LeasingBroker, Signal, Token
 from mqkit.message import Message
-from mqkit.urls import parse_duration
 from mqkit.wire import FIRST_FAILED_AT
 from mqkit_redis import client as redis_client
 from mqkit_redis.fields import from_fields, to_fields, with_attempt
@@ -95,12 +94,14 @@ class RedisStreamsBroker(LeasingBroker):
         selective_ack=True,
     )
 
+    OPTIONS = (*LeasingBroker.OPTIONS, redis_client.MAXLEN, redis_client.PREFIX, redis_client.BLOCK)
+    CLIENT_OPTIONS = redis_client.CLIENT_OPTIONS
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        maxlen = int(self.options.get("maxlen", "1000000"))
-        self.maxlen: int | None = maxlen or None
-        self.prefix = self.options.get("prefix", "mqkit:")
-        self.block_ms = int(parse_duration(self.options.get("block", "100ms"), name="block") * 1000)
+        self.maxlen: int | None = self.option(redis_client.MAXLEN) or None
+        self.prefix = self.option(redis_client.PREFIX)
+        self.block_ms = int(self.option(redis_client.BLOCK) * 1000)
         self.client = redis_client.connect(url)
         self.move_due = self.client.register_script(_MOVE_DUE)
         self.schedule = self.client.register_script(_SCHEDULE)
