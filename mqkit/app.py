@@ -31,7 +31,7 @@ from mqkit.message import Message
 from mqkit.middleware import CallNext, Context, Middleware, chain
 from mqkit.ratelimit import Limiter, LocalLimiter, Rate, acquire
 from mqkit.ratelimit.limiter import Outage
-from mqkit.registry import connect
+from mqkit.registry import LIMITERS, connect, plugin
 from mqkit.retry import Reject, Retry, RetryPolicy
 from mqkit.wire import REPLAY_GROUP
 
@@ -93,7 +93,7 @@ class App:
     ) -> None:
         """`limits_url` (Redis) holds the limits subscribers share by `rate_key`; while it is
         unreachable they pause (`limits_outage="pause"`) or each process keeps to
-        rate / `limits_workers` on its own (`"local"`): see mqkit.ratelimit.redis."""
+        rate / `limits_workers` on its own (`"local"`): see mqkit_redis.limiter."""
         self._url = url
         self.limits_url = limits_url
         self.limits_outage = limits_outage
@@ -269,9 +269,8 @@ class _Consumer:
         self._owns_limiter = True
         if limit.key is None:
             return LocalLimiter(limit.rate, limit.burst)
-        from mqkit.ratelimit.redis import RedisLimiter
-
-        return RedisLimiter(
+        limiter_class = plugin(LIMITERS, self.app.limits_url or "", "shared limiter")
+        shared: Limiter = limiter_class(
             self.app.limits_url,
             rate=limit.rate,
             burst=limit.burst,
@@ -279,6 +278,7 @@ class _Consumer:
             on_outage=self.app.limits_outage,
             workers=self.app.limits_workers,
         )
+        return shared
 
     async def _read(self) -> None:
         assert self._subscription is not None

@@ -1,14 +1,19 @@
-"""`mqkit.connect(url)`: find the backend for a URL scheme.
+"""`mqkit.connect(url)`: find the backend for a URL scheme; and, the same way, the stores and
+limiters that live in adapters.
 
 Backends register in the entry-point group `mqkit.brokers`, keyed by scheme, so installing
-an adapter distribution (mqkit-kafka, ...) is all it takes. The core never imports a broker
-client.
+an adapter distribution (mqkit-kafka, ...) is all it takes. Idempotency stores, half-message
+stores and shared limiters kept in a broker's server register in `mqkit.idempotency_stores`,
+`mqkit.half_stores` and `mqkit.limiters` (mqkit-redis provides `redis://` for all three).
+The core never imports a broker client.
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from importlib.metadata import entry_points
+from typing import Any
 
 from mqkit.backends.sqlite import default_path
 from mqkit.broker import Broker
@@ -17,6 +22,9 @@ from mqkit.settings import configured_url, default_url
 from mqkit.urls import scheme_of
 
 ENTRY_POINT_GROUP = "mqkit.brokers"
+IDEMPOTENCY_STORES = "mqkit.idempotency_stores"
+HALF_STORES = "mqkit.half_stores"
+LIMITERS = "mqkit.limiters"
 
 # Used when mqkit runs from a source tree that was never installed (no entry points).
 _BUILT_IN = {
@@ -62,6 +70,27 @@ def broker_class(scheme: str) -> type[Broker]:
     if not (isinstance(cls, type) and issubclass(cls, Broker)):
         raise ConfigurationError(f"entry point {scheme} -> {target} is not a mqkit Broker")
     return cls
+
+
+@cache
+def _plugins(group: str) -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=group)}
+
+
+def plugin(group: str, url: str, what: str) -> Any:
+    """The class an adapter registered in `group` for `url`'s scheme (e.g. the Redis
+    idempotency store for redis://); a clear error naming what to install when none did."""
+    scheme = scheme_of(url)
+    target = _plugins(group).get(scheme)
+    if target is None:
+        hint = ""
+        if scheme in KNOWN_PACKAGES:
+            package = KNOWN_PACKAGES[scheme]
+            hint = f"; install {package} (pip install 'mqkit[{package.removeprefix('mqkit-')}]')"
+        known = ", ".join(f"{s}://" for s in sorted(_plugins(group))) or "none installed"
+        raise UnknownSchemeError(f"no {what} for {scheme}:// ({known}){hint}")
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def create(url: str | None = None) -> Broker:

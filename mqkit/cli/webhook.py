@@ -536,10 +536,11 @@ def serve(
         sources.append(Source(name, keys, topic, tolerance=skew))
     limit = _valid(lambda: parse_size(max_body, name="--max-body"))
     store: IdempotencyStore | None = None
-    if dedup and dedup.startswith(("redis://", "rediss://")):
-        from mqkit.idempotency.redis import RedisStore
+    if dedup and "://" in dedup:
+        from mqkit.registry import IDEMPOTENCY_STORES, plugin
 
-        store = RedisStore(dedup, prefix="mqkit:webhook-ids:")
+        store_class = plugin(IDEMPOTENCY_STORES, dedup, "dedup store")
+        store = store_class(dedup, prefix="mqkit:webhook-ids:")
     elif dedup:
         from mqkit.idempotency.sqlite import SqliteStore
 

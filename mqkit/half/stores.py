@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from mqkit.errors import ConfigurationError
+from mqkit.errors import ConfigurationError, UnknownSchemeError
 from mqkit.half.store import HalfStore
+from mqkit.registry import HALF_STORES, plugin
 
 
 def store_for(url: str) -> HalfStore:
-    """PostgreSQL or SQLite (`postgresql://...`, `sqlite:///path`) or Redis (`redis://...`)."""
-    try:
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            from mqkit.half.redis import RedisHalfStore
-
-            return RedisHalfStore(url)
-        if url.startswith(("postgresql", "postgres:", "sqlite")):
+    """PostgreSQL or SQLite (`postgresql://...`, `sqlite:///path`), built in, or a store an
+    adapter registers for the URL's scheme (mqkit-redis: `redis://...`)."""
+    if url.startswith(("postgresql", "postgres:", "sqlite")):
+        try:
             from mqkit.half.sql import SqlHalfStore
-
-            return SqlHalfStore(url)
-    except ModuleNotFoundError as exc:
-        extra = "redis" if exc.name and exc.name.startswith("redis") else "sql"
+        except ModuleNotFoundError:
+            raise ConfigurationError(
+                'this half-message store needs the sql extra: pip install "mqkit[sql]"'
+            ) from None
+        return SqlHalfStore(url)
+    try:
+        store: HalfStore = plugin(HALF_STORES, url, "half-message store")(url)
+    except UnknownSchemeError as exc:
         raise ConfigurationError(
-            f'this half-message store needs the {extra} extra: pip install "mqkit[{extra}]"'
+            f"half messages are stored in PostgreSQL, SQLite or Redis: {exc}"
         ) from None
-    raise ConfigurationError(
-        "half messages are stored in PostgreSQL, SQLite or Redis: give a postgresql://, "
-        "sqlite:/// or redis:// URL"
-    )
+    return store

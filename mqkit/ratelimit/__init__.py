@@ -1,5 +1,5 @@
 """Rate limits: GCRA in this process (`LocalLimiter`) or shared through Redis
-(`mqkit.ratelimit.redis.RedisLimiter`).
+(`mqkit_redis.limiter.RedisLimiter`, in the Redis adapter).
 
     limiter = LocalLimiter("200/s", burst=50)
     await acquire(limiter, "tenant-7")                      # waits its turn

@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 from mqkit.errors import ConfigurationError, RateLimitedError
 from mqkit.urls import parse_duration
 
-# What a shared limiter does while its store is unreachable (see mqkit.ratelimit.redis).
+# What a shared limiter does while its store is unreachable (see mqkit_redis.limiter).
 Outage = Literal["pause", "local"]
 
 _COUNT = re.compile(r"\d+(?:\.\d+)?")

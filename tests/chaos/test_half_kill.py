@@ -20,7 +20,7 @@ import pytest
 
 import mqkit
 from mqkit.half import HalfChecker, Resolution, store_for
-from mqkit.half.redis import RedisHalfStore
+from mqkit_redis.half import RedisHalfStore
 from tests.chaos.conftest import ROOT, URLS, Tally
 from tests.half.test_half import visible
 from tests.outbox.conftest import POSTGRES
@@ -33,7 +33,7 @@ N = 1_000
 PRODUCER = """
 import asyncio, sqlite3, sys, mqkit
 from mqkit.half import HalfProducer, store_for
-from mqkit.half.redis import RedisHalfStore
+from mqkit_redis.half import RedisHalfStore
 store_url, broker_url, topic, group, local, n = sys.argv[1:7]
 async def main():
     store = (RedisHalfStore(store_url, prefix=group + ":") if store_url.startswith("redis")

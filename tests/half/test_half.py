@@ -24,7 +24,7 @@ from mqkit.half import (
     Resolution,
     store_for,
 )
-from mqkit.half.redis import RedisHalfStore
+from mqkit_redis.half import RedisHalfStore
 from mqkit.message import Message
 from tests.outbox.conftest import POSTGRES
 

@@ -276,7 +276,7 @@ async def test_two_receivers_share_their_dedup_through_redis() -> None:
     a load balancer) is enqueued once."""
     import os
 
-    from mqkit.idempotency.redis import RedisStore
+    from mqkit_redis.idempotency import RedisStore
 
     redis_url = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     topic = f"hooks-{uuid.uuid4().hex[:8]}"

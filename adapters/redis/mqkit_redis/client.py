@@ -44,16 +44,27 @@ def redis_url(url: str) -> str:
     return urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A client that retries commands through short outages (a restart, a failover)."""
+def connect(
+    url: str,
+    *,
+    socket_timeout: float | None = None,
+    connect_timeout: float = 5.0,
+    retries: int = 3,
+) -> aioredis.Redis:
+    """The one way mqkit makes a Redis client (brokers, stores, limiters): keepalive, health
+    checks, and commands retried through short outages (a restart, a failover).
+
+    `socket_timeout` None suits the brokers, whose XREADGROUP BLOCK and pub/sub reads wait
+    on purpose; the stores bound each command. `retries=0` suits a caller that has an
+    outage policy of its own (the shared limiter) and must learn of an outage at once."""
     return aioredis.Redis.from_url(
         redis_url(url),
         decode_responses=False,
-        socket_connect_timeout=5,
-        socket_timeout=None,  # XREADGROUP BLOCK and pub/sub reads wait on purpose
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
         socket_keepalive=True,
         health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
