@@ -17,10 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from mqkit_redis.half import RedisHalfStore
 
 import mqkit
 from mqkit.half import HalfChecker, Resolution, store_for
-from mqkit_redis.half import RedisHalfStore
 from tests.chaos.conftest import ROOT, URLS, Tally
 from tests.half.test_half import visible
 from tests.outbox.conftest import POSTGRES

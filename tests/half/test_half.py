@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from mqkit_redis.half import RedisHalfStore
 
 import mqkit
 from mqkit.broker import Broker
@@ -24,7 +25,6 @@ from mqkit.half import (
     Resolution,
     store_for,
 )
-from mqkit_redis.half import RedisHalfStore
 from mqkit.message import Message
 from tests.outbox.conftest import POSTGRES
 

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from mqkit_redis.idempotency import RedisStore
 from sqlalchemy import Column, MetaData, String, Table, func, insert, select
 
 import mqkit
 from mqkit.idempotency import Claim, IdempotencyStore, MemoryStore, SqliteStore, idempotent
-from mqkit_redis.idempotency import RedisStore
 from mqkit.idempotency.sql import SqlStore
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Awaitable
 
 import pytest
+from mqkit_redis.limiter import RedisLimiter
 
 from mqkit.errors import ConfigurationError
 from mqkit.ratelimit import LocalLimiter, Permit, Rate, RateLimitedError, acquire
-from mqkit_redis.limiter import RedisLimiter
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
