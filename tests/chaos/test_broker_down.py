@@ -14,7 +14,9 @@ import uuid
 import pytest
 
 import mqkit
-from tests.chaos.conftest import URLS, Tally, services, wait_until
+from tests.support.chaos import Tally
+from tests.support.services import URLS, services
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

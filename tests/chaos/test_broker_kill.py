@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.chaos.conftest import URLS, Tally, Worker, handled, kill_and_start, wait_until
+from tests.support.chaos import Tally, Worker, handled, kill_and_start
+from tests.support.services import URLS
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,16 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mqkit.sql import async_url
-from tests.chaos.conftest import (
-    POSTGRES,
-    URLS,
-    Tally,
-    Worker,
-    handled,
-    published_for,
-    wait_until,
-)
 from tests.chaos.worker import effects_table
+from tests.support.chaos import Tally, Worker, handled, published_for
+from tests.support.services import POSTGRES, URLS
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

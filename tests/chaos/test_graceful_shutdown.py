@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.conftest import Tally, Worker, handled, published_for, wait_until
-from tests.chaos.test_consumer_kill import backend_url
+from tests.support.chaos import Tally, Worker, handled, published_for
+from tests.support.services import backend_url
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,9 @@ from mqkit_redis.half import RedisHalfStore
 
 import mqkit
 from mqkit.half import HalfChecker, Resolution, store_for
-from tests.chaos.conftest import ROOT, URLS, Tally
-from tests.half.test_half import visible
-from tests.outbox.conftest import POSTGRES
+from tests.support.chaos import Tally
+from tests.support.services import POSTGRES, ROOT, URLS
+from tests.support.waiting import visible
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import mqkit
-from tests.chaos.conftest import URLS, Tally, wait_until
+from tests.support.chaos import Tally
+from tests.support.services import URLS
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.chaos.conftest import URLS, Tally, services
-from tests.conformance.helpers import receive
+from tests.support.chaos import Tally
+from tests.support.services import URLS, services
+from tests.support.waiting import receive
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session
 import mqkit
 from mqkit import outbox
 from mqkit.idempotency import MemoryStore, idempotent
-from tests.chaos.conftest import ROOT, URLS, Tally, wait_until
-from tests.outbox.conftest import database
+from tests.support.chaos import Tally
+from tests.support.databases import database
+from tests.support.services import ROOT, URLS
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

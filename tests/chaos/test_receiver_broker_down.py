@@ -13,8 +13,8 @@ import pytest
 import mqkit
 from mqkit.webhooks import Secret, sign
 from mqkit.webhooks.receiver import Receiver, Source, message_id
-from tests.chaos.conftest import URLS, services
-from tests.conformance.helpers import drain
+from tests.support.services import URLS, services
+from tests.support.waiting import drain
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,9 @@ import pytest
 
 import mqkit
 from mqkit.dlq import DeadLetters
-from tests.chaos.conftest import REPORTS, URLS, Tally, wait_until
+from tests.support.chaos import REPORTS, Tally
+from tests.support.services import URLS
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.chaos.conftest import ROOT, Tally
+from tests.support.chaos import Tally
+from tests.support.services import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import ROOT, mqkit
+from tests.support.cli import mqkit
+from tests.support.services import ROOT
 
 POSTGRES_DOWN = "postgresql://app@127.0.0.1:1/app?password=s3cret"
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from mqkit.webhooks import Secret
 from mqkit.webhooks.receiver import message_id
-from tests.cli.test_cli import ROOT, mqkit
+from tests.support.cli import mqkit
+from tests.support.services import ROOT
 
 
 def _port() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.conformance.targets import Target, selected
+from tests.support.conformance import Target, selected
 
 
 @pytest.fixture(params=selected(), ids=lambda t: t.name)
@@ -40,10 +40,3 @@ async def broker(url: str) -> AsyncIterator[mqkit.Broker]:
 @pytest.fixture
 def topic() -> str:
     return f"conf-{uuid.uuid4().hex[:12]}"
-
-
-def require(broker: mqkit.Broker, *flags: str) -> None:
-    """Skip, saying why, when the backend does not claim every flag."""
-    missing = [f for f in flags if not getattr(broker.capabilities, f)]
-    if missing:
-        pytest.skip(f"{type(broker).__name__} does not claim {', '.join(missing)}")

@@ -17,8 +17,8 @@ import pydantic
 import pytest
 
 import mqkit
-from tests.conformance.conftest import require
-from tests.conformance.helpers import drain, nothing_arrives, receive
+from tests.support.conformance import require
+from tests.support.waiting import drain, nothing_arrives, receive
 
 
 class Order(pydantic.BaseModel):

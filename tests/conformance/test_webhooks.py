@@ -18,9 +18,9 @@ from mqkit.webhooks.dispatcher import Dispatcher
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 from mqkit.webhooks.receiver import Receiver, Source, message_id
 from mqkit.webhooks.schedule import Schedule
-from tests.conformance.conftest import require
-from tests.conformance.helpers import drain
-from tests.webhooks.scripted import Script, serving
+from tests.support.conformance import require
+from tests.support.waiting import drain
+from tests.support.webhooks import Script, serving
 
 N = 200
 

@@ -26,7 +26,7 @@ from mqkit.half import (
     store_for,
 )
 from mqkit.message import Message
-from tests.outbox.conftest import POSTGRES
+from tests.support.services import POSTGRES
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

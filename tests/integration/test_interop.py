@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 import mqkit
-from tests.integration.conftest import URLS
+from tests.support.services import URLS
 
 BODY = 'h\u00e9llo wörld {"n": 1}'
 

@@ -20,7 +20,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber
 
 import mqkit
 from mqkit.errors import PublishTimeoutError
-from tests.integration.conftest import URLS
+from tests.support.services import URLS
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 import mqkit
-from tests.conformance.helpers import receive
-from tests.integration.conftest import URLS
+from tests.support.services import URLS
+from tests.support.waiting import receive
 
 pytestmark = pytest.mark.slow
 

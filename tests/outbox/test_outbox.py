@@ -20,8 +20,8 @@ from mqkit.broker import Broker
 from mqkit.errors import ClosedError, InvalidTopicError
 from mqkit.message import Message
 from mqkit.outbox.schema import outbox as table
-from tests.conformance.helpers import receive
-from tests.outbox.conftest import Database
+from tests.support.databases import Database
+from tests.support.waiting import receive
 
 
 async def read_all(broker: Broker, topic: str, n: int, group: str = "g") -> list[Message]:

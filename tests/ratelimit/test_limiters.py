@@ -14,16 +14,9 @@ from mqkit_redis.limiter import RedisLimiter
 
 from mqkit.errors import ConfigurationError
 from mqkit.ratelimit import LocalLimiter, Permit, Rate, RateLimitedError, acquire
+from tests.support.ratelimit import Clock
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.mark.parametrize(

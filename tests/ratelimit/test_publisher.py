@@ -15,8 +15,8 @@ from mqkit.ratelimit import (
     PublishBackpressureError,
     RateLimitedError,
 )
-from tests.conformance.helpers import receive
-from tests.ratelimit.test_limiters import Clock
+from tests.support.ratelimit import Clock
+from tests.support.waiting import receive
 
 
 @pytest.fixture

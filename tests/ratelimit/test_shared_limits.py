@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.integration.conftest import ROOT, URLS
-from tests.ratelimit.test_subscriber_limits import offer, per_second
+from tests.support.ratelimit import offer, per_second
+from tests.support.services import ROOT, URLS
 
 pytestmark = pytest.mark.slow
 

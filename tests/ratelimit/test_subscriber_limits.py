@@ -3,7 +3,6 @@ the configured rate, with nothing nacked, retried, dead-lettered or lost for the
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import time
 from collections.abc import AsyncIterator
@@ -11,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 import mqkit
-from tests.conformance.helpers import receive
-from tests.unit.test_app import until
+from tests.support.ratelimit import offer, per_second
+from tests.support.waiting import receive, until
 
 pytestmark = pytest.mark.slow
 
@@ -21,26 +20,6 @@ pytestmark = pytest.mark.slow
 async def broker() -> AsyncIterator[mqkit.Broker]:
     async with mqkit.connect("memory://") as b:
         yield b
-
-
-def per_second(times: list[float]) -> list[int]:
-    """Handled per 1-second window, counted from the first."""
-    start = min(times)
-    counts = collections.Counter(int(t - start) for t in times)
-    return [counts[i] for i in range(max(counts) + 1)]
-
-
-async def offer(broker: mqkit.Broker, topic: str, per_s: int, seconds: float) -> list[str]:
-    """Publish `per_s` messages a second for `seconds`, in 10 ms ticks; their ids."""
-    sent: list[str] = []
-    started = time.monotonic()
-    tick = 0
-    while (tick := tick + 1) * 0.01 <= seconds:
-        batch = [mqkit.Message.create(topic, b"x") for _ in range(per_s // 100)]
-        await broker.publish_batch(batch)
-        sent += [m.id for m in batch]
-        await asyncio.sleep(max(0.0, started + tick * 0.01 - time.monotonic()))
-    return sent
 
 
 async def test_100_per_s_with_burst_10_under_1000_per_s_for_10s(broker: mqkit.Broker) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 import mqkit
 from mqkit.adaptive import AdaptiveConcurrency, AimdLimit
-from tests.unit.test_app import until
+from tests.support.waiting import until
 
 
 async def test_additive_increase_per_round_multiplicative_decrease_once_a_round() -> None:

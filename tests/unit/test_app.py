@@ -11,7 +11,7 @@ import pytest
 
 import mqkit
 from mqkit.middleware import CallNext, Context, Middleware
-from tests.conformance.helpers import receive
+from tests.support.waiting import receive
 
 
 class Order(pydantic.BaseModel):

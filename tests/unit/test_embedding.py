@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import mqkit
-from tests.unit.test_app import until
+from tests.support.waiting import until
 
 
 async def test_an_app_runs_in_a_starlette_lifespan_and_stops_with_it() -> None:

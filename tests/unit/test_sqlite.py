@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.conformance.helpers import drain, receive
+from tests.support.waiting import drain, receive
 
 ROOT = Path(__file__).resolve().parents[2]
 

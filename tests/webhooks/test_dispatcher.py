@@ -26,7 +26,7 @@ from mqkit.webhooks.dispatcher import EVENTS_TOPIC, Dispatcher
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 from mqkit.webhooks.lanes import Breaker
 from mqkit.webhooks.schedule import Schedule
-from tests.webhooks.scripted import Endpoints, Script, serving
+from tests.support.webhooks import Endpoints, Script, serving
 
 LOCAL = ["127.0.0.1/32"]
 

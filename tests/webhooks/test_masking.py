@@ -18,8 +18,8 @@ from mqkit.webhooks.client import WebhookClient
 from mqkit.webhooks.dispatcher import EVENTS_TOPIC, Dispatcher
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 from mqkit.webhooks.schedule import Schedule
-from tests.conformance.helpers import drain
-from tests.webhooks.scripted import Script, serving
+from tests.support.waiting import drain
+from tests.support.webhooks import Script, serving
 
 SECRET = "s3cr3tvalue"
 # {host} is filled per surface; each form hides the secret somewhere else.

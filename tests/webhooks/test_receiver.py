@@ -21,7 +21,7 @@ from mqkit.idempotency import idempotent
 from mqkit.idempotency.memory import MemoryStore
 from mqkit.webhooks import Secret, sign
 from mqkit.webhooks.receiver import Receiver, Source, message_id
-from tests.unit.test_app import until
+from tests.support.waiting import until
 
 SECRET = Secret.generate()
 OTHER = Secret.generate()

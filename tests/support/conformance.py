@@ -1,4 +1,4 @@
-"""The backends the conformance suite runs against.
+"""The backends the conformance suite runs against, and skipping what a backend does not claim.
 
 `MQKIT_TEST_BACKENDS` (comma-separated names) picks them; by default all of them, with the
 servers that `scripts/services up` starts (MQKIT_TEST_*_URL override where they are). A named
@@ -13,6 +13,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+import mqkit
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,10 @@ def selected() -> list[Target]:
     if unknown:
         raise RuntimeError(f"unknown MQKIT_TEST_BACKENDS {unknown}; known: {sorted(TARGETS)}")
     return [TARGETS[n] for n in names if n]
+
+
+def require(broker: mqkit.Broker, *flags: str) -> None:
+    """Skip, saying why, when the backend does not claim every flag."""
+    missing = [f for f in flags if not getattr(broker.capabilities, f)]
+    if missing:
+        pytest.skip(f"{type(broker).__name__} does not claim {', '.join(missing)}")

@@ -1,0 +1,108 @@
+"""For the chaos cases: worker processes, killing things, and counting what was lost."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mqkit
+from tests.support.services import ROOT, services
+
+# Every case's counts, printed after the run by tests/chaos/conftest.py (CI shows them).
+REPORTS: list[str] = []
+
+
+class Worker:
+    """`python -m tests.chaos.worker` in its own process."""
+
+    def __init__(self, url: str, topic: str, group: str, log: Path, *extra: str) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.worker", url, topic, group, str(log), *extra],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    async def ready(self, timeout: float = 90) -> Worker:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)
+        if line.strip() != b"ready":
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise AssertionError(f"worker did not start: {line!r} {err.decode()[-2000:]}")
+        return self
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def handled(log: Path) -> collections.Counter[str]:
+    """How often each id was handled, from a worker log (a torn last line is ignored)."""
+    if not log.exists():
+        return collections.Counter()
+    lines = log.read_text().split("\n")
+    return collections.Counter(line for line in lines[:-1] if line)
+
+
+@dataclass
+class Tally:
+    """Sent vs handled, printed the same way by every case."""
+
+    case: str
+    sent: set[str] = field(default_factory=set)
+    received: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def lost(self) -> int:
+        return len(self.sent - self.received.keys())
+
+    @property
+    def duplicated(self) -> int:
+        return sum(n - 1 for n in self.received.values() if n > 1)
+
+    def report(self, **more: object) -> str:
+        extra = "".join(f", {k} {v}" for k, v in more.items())
+        line = (
+            f"{self.case}: sent {len(self.sent)}, handled {len(self.received)} distinct "
+            f"({sum(self.received.values())} runs), lost {self.lost}, "
+            f"duplicated {self.duplicated}{extra}"
+        )
+        print(f"\nCHAOS {line}")
+        REPORTS.append(line)
+        return line
+
+
+async def published_for(url: str, topic: str, group: str, n: int) -> list[mqkit.Message]:
+    """Create `group` (RabbitMQ keeps only what a queue holds), then publish n messages."""
+    async with mqkit.connect(url) as broker:
+        await (await broker.subscribe(topic, group=group)).close()
+        batch = [mqkit.Message.create(topic, f"m{i}") for i in range(n)]
+        await broker.publish_batch(batch)
+    return batch
+
+
+async def kill_and_start(service: str) -> float:
+    """SIGKILL a broker and start it again; returns when it answers (monotonic time)."""
+    await services("kill", service)
+    await services("up", service)
+    return time.monotonic()

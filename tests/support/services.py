@@ -1,0 +1,46 @@
+"""The servers `scripts/services up` starts (MQKIT_TEST_*_URL override where they are), and
+stopping, killing and starting them from a test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+URLS = {
+    "kafka": os.environ.get("MQKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"),
+    "rabbitmq": os.environ.get(
+        "MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/mqkit-test"
+    ),
+    "redis": os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+}
+REDIS = URLS["redis"]
+POSTGRES = os.environ.get(
+    "MQKIT_TEST_POSTGRES_URL", "postgresql://mqkit:mqkit@127.0.0.1:5432/mqkit"
+)
+
+
+async def services(command: str, name: str) -> None:
+    """Run scripts/services COMMAND NAME (restart, kill, up) and fail loudly if it fails."""
+    process = await asyncio.create_subprocess_exec(
+        str(ROOT / "scripts" / "services"),
+        command,
+        name,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+
+
+def backend_url(backend: str, tmp_path: Path) -> str:
+    """A URL per backend for the worker cases. Leased backends return a dead worker's
+    messages when its lease runs out: 5 s here (default 30 s) so a case does not wait."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}?lease=5s"
+    if backend == "redis":
+        return URLS["redis"] + "?lease=5s"
+    return URLS[backend]
