@@ -62,3 +62,29 @@ def test_the_old_import_paths_still_work_with_a_deprecation_warning() -> None:
             module = importlib.import_module(old)
         assert getattr(module, name).__module__.startswith("mqkit_redis.")
         assert any(issubclass(w.category, DeprecationWarning) for w in caught), old
+
+
+def test_test_modules_import_helpers_only_from_tests_support() -> None:
+    tests = ROOT / "tests"
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            name
+            for name in _modules(path)
+            if name.startswith("tests.")
+            and not name.startswith("tests.support")
+            and name != "tests.chaos.worker"  # a program the chaos cases start
+        )
+        for path in tests.rglob("*.py")
+        if "support" not in path.parts
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def _modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
