@@ -25,7 +25,7 @@ import collections
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -45,7 +45,8 @@ from aio_pika.exceptions import AMQPError
 from mqkit import codec, options
 from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.capabilities import Capabilities
-from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
+from mqkit.deadline import within_deadline
+from mqkit.errors import BrokerUnavailableError
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit.wire import ATTEMPT, DLQ_GROUP, KEY
@@ -308,15 +309,15 @@ class RabbitBroker(Broker):
             self._exchanges[topic] = exchange
         return exchange
 
-    async def _confirmed(self, what: str, *calls: Any) -> None:
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                await asyncio.gather(*calls)
-        except TimeoutError as exc:
-            raise PublishTimeoutError(
-                f"{what} to RabbitMQ at {self.safe_url} was not confirmed within "
-                f"{self.publish_timeout:g}s"
-            ) from exc
+    async def _confirmed(self, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
+        """`attempt` until the broker confirms it, through a reconnection of the robust
+        connection, within `publish_timeout`."""
+        await within_deadline(
+            attempt,
+            timeout=self.publish_timeout,
+            what=f"{what} to RabbitMQ at {self.safe_url}",
+            retry=(AMQPError, ConnectionError, RuntimeError),
+        )
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
         async def send() -> None:
@@ -341,17 +342,7 @@ class RabbitBroker(Broker):
                     )
             await asyncio.gather(*publishes)
 
-        await self._confirmed("publish", self._retrying(send))
-
-    async def _retrying(self, call: Any) -> None:
-        while True:
-            try:
-                await call()
-                return
-            except (AMQPError, ConnectionError, RuntimeError) as exc:
-                # The robust connection is reconnecting; _confirmed's deadline bounds this.
-                log.debug("mqkit: publish failed (%s); retrying", exc)
-                await asyncio.sleep(0.2)
+        await self._confirmed("publish", send)
 
     async def _delay_queue(
         self, delay: float, *, dead_letter_exchange: str, routing_key: str | None = None
@@ -382,8 +373,9 @@ class RabbitBroker(Broker):
             target = await self._delay_queue(delay, dead_letter_exchange="", routing_key=queue)
         else:
             target = queue
+        channel = self._channel
         await self._confirmed(
-            "nack", self._channel.default_exchange.publish(body, target, mandatory=False)
+            "nack", lambda: channel.default_exchange.publish(body, target, mandatory=False)
         )
 
     async def dead_letter(self, messages: Sequence[Message]) -> None:

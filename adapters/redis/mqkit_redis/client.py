@@ -15,7 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mqkit import options
-from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
+from mqkit.deadline import within_deadline
+from mqkit.errors import BrokerUnavailableError
 from mqkit.leasing import LEASE
 from mqkit.urls import mask
 
@@ -78,14 +79,6 @@ async def ping(client: aioredis.Redis, url: str) -> None:
 
 async def within(timeout: float, url: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
     """Run a publish, turning an outage into a typed error within `timeout` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    return await call()
-                except NETWORK_ERRORS:
-                    await asyncio.sleep(0.2)  # down: try again until the deadline
-    except TimeoutError as exc:
-        raise PublishTimeoutError(
-            f"{what} to Redis at {mask(url)} did not complete within {timeout:g}s"
-        ) from exc
+    return await within_deadline(
+        call, timeout=timeout, what=f"{what} to Redis at {mask(url)}", retry=NETWORK_ERRORS
+    )
