@@ -33,6 +33,7 @@ from mqkit.ratelimit import Limiter, LocalLimiter, Rate, acquire
 from mqkit.ratelimit.limiter import Outage
 from mqkit.registry import LIMITERS, connect, plugin
 from mqkit.retry import Reject, Retry, RetryPolicy
+from mqkit.service import RunningServices, ServiceSpec
 from mqkit.wire import REPLAY_GROUP
 
 log = logging.getLogger("mqkit")
@@ -105,6 +106,7 @@ class App:
         self.subscribers: list[SubscriberSpec] = []
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self.services: list[ServiceSpec] = []
 
     # -- declaring ---------------------------------------------------------------------------
 
@@ -175,6 +177,11 @@ class App:
 
         return register
 
+    def add_service(self, service: ServiceSpec) -> None:
+        """Run a service (or what makes one from the App's broker) with the App: started
+        after the subscribers, stopped on the same signal within `shutdown_timeout`."""
+        self.services.append(service)
+
     def add_middleware(self, middleware: Middleware) -> None:
         """Add an app-wide middleware; it runs inside those added before it."""
         self.middleware.append(middleware)
@@ -212,6 +219,7 @@ class App:
             self._broker = connect(self._url)
         await self._broker.start()
         consumers: list[_Consumer] = []
+        services: RunningServices | None = None
         try:
             for hook in self._startup:
                 await hook()
@@ -219,9 +227,14 @@ class App:
                 consumer = _Consumer(self, spec)
                 await consumer.start()
                 consumers.append(consumer)
+            services = RunningServices(self.services, self._broker)
+            services.start()
             yield self
         finally:
-            await asyncio.gather(*(c.stop(self.shutdown_timeout) for c in consumers))
+            await asyncio.gather(
+                *(c.stop(self.shutdown_timeout) for c in consumers),
+                *([services.stop(self.shutdown_timeout)] if services else []),
+            )
             try:
                 for hook in self._shutdown:
                     await hook()

@@ -24,10 +24,10 @@ def load_app(target: str, *, traceback: bool = False) -> App:
     app = load_object(target, "app", traceback=traceback)
     if not isinstance(app, App):
         raise UserError(f"{target} is a {type(app).__name__}, not a mqkit.App")
-    if not app.subscribers:
+    if not app.subscribers and not app.services:
         raise UserError(
-            f"{target} has no subscribers: declare one with @app.subscriber(topic) "
-            "before running it"
+            f"{target} has no subscribers or services: declare one with "
+            "@app.subscriber(topic) (or app.add_service) before running it"
         )
     return app
 

@@ -84,6 +84,9 @@ class HalfChecker:
         self.stats = CheckerStats()
         self._me = f"check-{uuid.uuid4().hex}"
 
+    async def close(self) -> None:
+        """Nothing of its own to release: the store and the broker are the caller's."""
+
     async def check_once(self) -> int:
         """One round: claim what is due and resolve it; the number of messages looked at."""
         due = await self.store.claim_due(
