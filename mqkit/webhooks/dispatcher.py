@@ -149,7 +149,10 @@ class Dispatcher:
         return sorted(named)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Dispatch until `stop` is set, then let attempts in flight finish."""
+        """Dispatch until `stop` is set, then let attempts in flight finish (also as a
+        service of an App, which does not enter it: the endpoints are read here then)."""
+        if not self._lanes:
+            await self.load_endpoints()
         topics = self.source_topics()
         if not topics:
             raise ValueError("no topics to dispatch: add an endpoint or name --topic")
