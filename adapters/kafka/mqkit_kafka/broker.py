@@ -268,6 +268,6 @@ class KafkaBroker(Broker):
     async def _subscribe(
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription:
-        subscription = await KafkaSubscription(self, topic, group, prefetch).start(start)
+        subscription = await KafkaSubscription(self, self, topic, group, prefetch).start(start)
         self.subscriptions.add(subscription)
         return subscription

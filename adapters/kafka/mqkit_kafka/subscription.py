@@ -23,20 +23,17 @@ import itertools
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from mqkit.broker import Delivery, Start, Subscription
+from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit_kafka.offsets import PartitionOffsets
 from mqkit_kafka.records import from_record
-
-if TYPE_CHECKING:
-    from mqkit_kafka.broker import KafkaBroker
 
 log = logging.getLogger("mqkit.kafka")
 
@@ -77,13 +74,32 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.sub.assigned.set()
 
 
+class KafkaLink(Protocol):
+    """What a subscription needs of the Kafka broker beyond the Broker interface (which its
+    deliveries dead-letter through): said here, so this module never imports the broker's."""
+
+    max_inline_delay: float
+    subscriptions: set[KafkaSubscription]
+
+    def retry_topic(self, topic: str, group: str | None) -> str: ...
+
+    async def ensure_topic(self, topic: str) -> None: ...
+
+    def consumer_config(self) -> dict[str, Any]: ...
+
+    async def send_retry(self, retry_topic: str, message: Message, delay: float) -> None: ...
+
+
 class KafkaSubscription(Subscription):
-    def __init__(self, broker: KafkaBroker, topic: str, group: str | None, prefetch: int) -> None:
+    def __init__(
+        self, broker: Broker, link: KafkaLink, topic: str, group: str | None, prefetch: int
+    ) -> None:
         self.broker = broker
+        self.link = link
         self.topic = topic
         self.group = group
         self.prefetch = prefetch
-        self.retry_topic = broker.retry_topic(topic, group) if group else None
+        self.retry_topic = link.retry_topic(topic, group) if group else None
         self.assigned = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._ready: deque[KafkaDelivery] = deque()
@@ -105,9 +121,9 @@ class KafkaSubscription(Subscription):
     async def start(self, start: Start) -> KafkaSubscription:
         topics = [self.topic] + ([self.retry_topic] if self.retry_topic else [])
         for t in topics:
-            await self.broker.ensure_topic(t)
+            await self.link.ensure_topic(t)
         consumer = AIOKafkaConsumer(
-            **self.broker.consumer_config(),
+            **self.link.consumer_config(),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset=start,
@@ -236,8 +252,8 @@ class KafkaSubscription(Subscription):
         self._room.set()
         if delivery.generation != self._generation:
             return
-        if delay > self.broker.max_inline_delay and self.retry_topic is not None:
-            await self.broker.send_retry(self.retry_topic, delivery.failed_copy(), delay)
+        if delay > self.link.max_inline_delay and self.retry_topic is not None:
+            await self.link.send_retry(self.retry_topic, delivery.failed_copy(), delay)
             self.finished(delivery)
             return
         again = KafkaDelivery(
@@ -328,4 +344,4 @@ class KafkaSubscription(Subscription):
             await finish_within(
                 self._consumer.stop(), 2.0, f"stopping the consumer of {self.topic}"
             )
-        self.broker.subscriptions.discard(self)
+        self.link.subscriptions.discard(self)
