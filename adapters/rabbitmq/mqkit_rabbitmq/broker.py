@@ -22,34 +22,30 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustConnection,
-    DeliveryMode,
     ExchangeType,
 )
 from aio_pika.exceptions import AMQPError
 
-from mqkit import codec, options
-from mqkit.broker import Broker, Delivery, Start, Subscription
+from mqkit import options
+from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.deadline import within_deadline
 from mqkit.errors import BrokerUnavailableError
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
-from mqkit.wire import ATTEMPT, DLQ_GROUP, KEY
+from mqkit.wire import DLQ_GROUP
+from mqkit_rabbitmq.subscription import RabbitSubscription
+from mqkit_rabbitmq.wire import amqp_url, group_queue, to_amqp
 
 log = logging.getLogger("mqkit.rabbitmq")
 
@@ -64,13 +60,6 @@ AMQP_CLIENT_OPTIONS = frozenset(
      "name", "timeout", "interleave", "happy_eyeballs_delay", "reconnect_interval", "fail_fast"}
 )  # fmt: skip
 DELAY_PREFIX = "mqkit.delay"
-DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
-
-
-def amqp_url(url: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in MQKIT_OPTIONS]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def delay_bucket_ms(delay: float) -> int:
@@ -80,165 +69,6 @@ def delay_bucket_ms(delay: float) -> int:
         return ms
     scale = 10 ** (int(math.log10(ms)) - 1)
     return int(round(ms / scale) * scale)
-
-
-def group_queue(topic: str, group: str) -> str:
-    return f"{topic}:{group}"
-
-
-def to_amqp(message: Message, *, attempt: int = 0) -> aio_pika.Message:
-    headers: dict[str, Any] = dict(message.headers)
-    if message.key is not None:
-        headers[KEY] = message.key
-    if attempt:
-        headers[ATTEMPT] = attempt
-    return aio_pika.Message(
-        message.body,
-        headers=headers,
-        content_type=message.content_type,
-        message_id=message.id,
-        timestamp=datetime.fromtimestamp(message.timestamp, UTC),
-        delivery_mode=DeliveryMode.PERSISTENT,
-    )
-
-
-def from_amqp(topic: str, incoming: AbstractIncomingMessage) -> Message:
-    """The message, its attempt counted from mqkit's header and the broker's redelivery."""
-    raw = dict(incoming.headers or {})
-    base = int(str(raw.pop(ATTEMPT, 0) or 0))
-    key = raw.pop(KEY, None)
-    delivery_count = raw.pop("x-delivery-count", None)  # quorum queues count for us
-    for name in [n for n in raw if n.startswith(DEAD_LETTER_HEADERS)]:
-        del raw[name]  # set by RabbitMQ when a delay queue dead-letters the message
-    headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in raw.items()}
-    if delivery_count is not None:
-        seen = int(str(delivery_count)) + 1
-    else:
-        seen = 2 if incoming.redelivered else 1
-    timestamp = (
-        incoming.timestamp.timestamp() if incoming.timestamp else datetime.now(UTC).timestamp()
-    )
-    return Message(
-        topic=topic,
-        body=incoming.body,
-        id=incoming.message_id or f"amqp-{incoming.delivery_tag}-{timestamp}",
-        key=key.decode() if isinstance(key, bytes) else (str(key) if key is not None else None),
-        headers=headers,
-        content_type=incoming.content_type or codec.OCTET_STREAM,
-        timestamp=timestamp,
-        attempt=base + seen,
-    )
-
-
-class RabbitDelivery(Delivery):
-    def __init__(
-        self, message: Message, sub: RabbitSubscription, incoming: AbstractIncomingMessage
-    ) -> None:
-        super().__init__(message, sub.group, sub.broker)
-        self._sub = sub
-        self._incoming = incoming
-
-    async def _ack(self) -> None:
-        try:
-            await self._incoming.ack()
-        except (AMQPError, ConnectionError, RuntimeError):
-            # The channel died with the connection: the broker requeued the message already.
-            log.info(
-                "mqkit: ack of %s lost with its channel; it will be redelivered", self.message.id
-            )
-        finally:
-            self._sub.settled(self)
-
-    async def _nack(self, delay: float) -> None:
-        try:
-            target = self._sub.queue_name
-            await self._sub.broker.publish_copy(
-                self.failed_copy(), target, delay, attempt=self.message.attempt
-            )
-            await self._incoming.ack()
-        except (AMQPError, ConnectionError, RuntimeError):
-            log.info("mqkit: nack of %s interrupted; the broker will redeliver it", self.message.id)
-        finally:
-            self._sub.settled(self)
-
-
-class RabbitSubscription(Subscription):
-    def __init__(self, broker: RabbitBroker, topic: str, group: str | None, prefetch: int) -> None:
-        self.broker = broker
-        self.topic = topic
-        self.group = group
-        self.prefetch = prefetch
-        self.queue_name = ""
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._tag: str | None = None
-        self._buffer: asyncio.Queue[RabbitDelivery | None] = asyncio.Queue()
-        self._unsettled: set[RabbitDelivery] = set()
-        self._closing = False
-
-    async def start(self, start: Start) -> RabbitSubscription:
-        channel = await self.broker.connection.channel()
-        await channel.set_qos(prefetch_count=min(self.prefetch, 65_535))  # AMQP's limit
-        exchange = await self.broker.exchange(self.topic, channel)
-        if self.group is None:
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await self._consume(channel, queue, exchange)
-            return self
-        name = group_queue(self.topic, self.group)
-        async with self.broker.queue_locks[name]:
-            queue = await channel.declare_queue(
-                name, durable=True, arguments=self.broker.queue_args
-            )
-            await self._consume(channel, queue, exchange)
-        return self
-
-    async def _consume(
-        self, channel: AbstractChannel, queue: AbstractQueue, exchange: AbstractExchange
-    ) -> None:
-        await queue.bind(exchange, "#")
-        self._channel, self._queue, self.queue_name = channel, queue, queue.name
-        self._tag = await queue.consume(self._on_message, no_ack=False)
-
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
-        if self._closing:
-            with contextlib.suppress(AMQPError, ConnectionError, RuntimeError):
-                await incoming.nack(requeue=True)
-            return
-        message = from_amqp(self.topic, incoming)
-        await self._buffer.put(RabbitDelivery(message, self, incoming))
-
-    def settled(self, delivery: RabbitDelivery) -> None:
-        self._unsettled.discard(delivery)
-
-    async def __anext__(self) -> Delivery:
-        if self._closing and self._buffer.empty():
-            raise StopAsyncIteration
-        delivery = await self._buffer.get()
-        if delivery is None:
-            raise StopAsyncIteration
-        self._unsettled.add(delivery)
-        return delivery
-
-    async def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        pending: list[RabbitDelivery] = []
-        while not self._buffer.empty():
-            item = self._buffer.get_nowait()
-            if item is not None:
-                pending.append(item)
-        pending += list(self._unsettled)
-        with contextlib.suppress(AMQPError, ConnectionError, RuntimeError, TimeoutError):
-            if self._queue is not None and self._tag is not None:
-                await asyncio.wait_for(self._queue.cancel(self._tag), 3)
-            for delivery in pending:  # hand back what was fetched but not finished
-                if delivery._mark_settled():
-                    await delivery._incoming.nack(requeue=True)
-            if self._channel is not None:
-                await asyncio.wait_for(self._channel.close(), 3)
-        self._buffer.put_nowait(None)
-        self.broker.subscriptions.discard(self)
 
 
 class RabbitBroker(Broker):
@@ -281,7 +111,7 @@ class RabbitBroker(Broker):
     async def _start(self) -> None:
         try:
             self._connection = await aio_pika.connect_robust(
-                amqp_url(self.url),
+                amqp_url(self.url, MQKIT_OPTIONS),
                 timeout=self.connect_timeout,
                 reconnect_interval=0.5,
                 client_properties={"connection_name": "mqkit"},
@@ -396,6 +226,6 @@ class RabbitBroker(Broker):
     async def _subscribe(
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription:
-        subscription = await RabbitSubscription(self, topic, group, prefetch).start(start)
+        subscription = await RabbitSubscription(self, self, topic, group, prefetch).start(start)
         self.subscriptions.add(subscription)
         return subscription
