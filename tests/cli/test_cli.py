@@ -142,6 +142,17 @@ def test_version_and_url_from_environment(url: str) -> None:
     assert got.stdout == b"x\n"
 
 
+def _run_app(target: str, cwd: Path, url: str) -> subprocess.Popen[bytes]:
+    """`mqkit run TARGET` in its own process, in `cwd`, on the broker at `url`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mqkit", "run", target],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 def test_run_stops_gracefully_on_sigterm(url: str, tmp_path: Path) -> None:
     (tmp_path / "svc.py").write_text(
         "import mqkit\n"
@@ -150,15 +161,8 @@ def test_run_stops_gracefully_on_sigterm(url: str, tmp_path: Path) -> None:
         "async def handle(body: str) -> None:\n"
         "    print('handled', body, flush=True)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url}
     mqkit("publish", "jobs", "first", url=url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mqkit", "run", "svc:app"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _run_app("svc:app", tmp_path, url)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"handled first\n"
     proc.send_signal(signal.SIGTERM)
@@ -179,15 +183,8 @@ def test_a_second_signal_stops_run_at_once(url: str, tmp_path: Path) -> None:
         "    print('started', body, flush=True)\n"
         "    await asyncio.sleep(120)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MQKIT_URL": url}
     mqkit("publish", "jobs", "long", url=url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mqkit", "run", "slow:app"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _run_app("slow:app", tmp_path, url)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"started long\n"
     proc.send_signal(signal.SIGTERM)

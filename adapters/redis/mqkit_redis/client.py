@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -68,6 +68,31 @@ def connect(
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+# A command of a store answers in milliseconds; past this Redis is taken to be away.
+STORE_TIMEOUT = 5.0
+
+
+def store_client(
+    url: str | None,
+    client: Any,
+    *,
+    socket_timeout: float = STORE_TIMEOUT,
+    connect_timeout: float = 5.0,
+    retries: int = 3,
+) -> tuple[aioredis.Redis, bool]:
+    """A store's client: the caller's `client` (which the store must not close), or one made
+    from `url` by `connect`; and whether the store owns it."""
+    if (url is None) == (client is None):
+        raise ValueError("give either a Redis URL or a client")
+    if client is not None:
+        return client, False
+    assert url is not None
+    made = connect(
+        url, socket_timeout=socket_timeout, connect_timeout=connect_timeout, retries=retries
+    )
+    return made, True
 
 
 async def ping(client: aioredis.Redis, url: str) -> None:

@@ -14,12 +14,9 @@ import json
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from mqkit.half.store import ACTIVE, PREPARED, HalfRecord
 from mqkit.message import Message
 from mqkit_redis import client as redis_client
-from mqkit_redis.idempotency import STORE_TIMEOUT
 
 # KEYS[1] = the message's hash. ARGV: prefix, id, holder, until, held_by ('' for anyone).
 _BEGIN_COMMIT = """
@@ -71,12 +68,7 @@ class RedisHalfStore:
     def __init__(
         self, url: str | None = None, *, client: Any = None, prefix: str = "mqkit:half:"
     ) -> None:
-        if (url is None) == (client is None):
-            raise ValueError("give either a Redis URL or a client")
-        self._owns = client is None
-        self.client: aioredis.Redis = client or redis_client.connect(
-            url or "", socket_timeout=STORE_TIMEOUT
-        )
+        self.client, self._owns = redis_client.store_client(url, client)
         self.prefix = prefix
         self._begin_commit = self.client.register_script(_BEGIN_COMMIT)
         self._finish_commit = self.client.register_script(_FINISH_COMMIT)

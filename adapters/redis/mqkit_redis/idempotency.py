@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from mqkit.idempotency.store import Claim
 from mqkit_redis import client as redis_client
 
-# A command of a store answers in milliseconds; past this Redis is taken to be away.
-STORE_TIMEOUT = 5.0
 _DONE = b"done"  # tokens are 32 hex digits, so never this
 
 # Release only our own claim: after our lease ran out another consumer may hold the key.
@@ -29,12 +25,7 @@ class RedisStore:
     def __init__(
         self, url: str | None = None, *, client: Any = None, prefix: str = "mqkit:processed:"
     ) -> None:
-        if (url is None) == (client is None):
-            raise ValueError("give either a Redis URL or a client")
-        self._owns = client is None
-        self.client: aioredis.Redis = client or redis_client.connect(
-            url or "", socket_timeout=STORE_TIMEOUT
-        )
+        self.client, self._owns = redis_client.store_client(url, client)
         self.prefix = prefix
         self._release = self.client.register_script(_RELEASE)
 

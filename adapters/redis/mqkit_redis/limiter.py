@@ -18,7 +18,6 @@ import logging
 import math
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,8 +67,6 @@ class RedisLimiter:
         outage_retry: float = 1.0,
         prefix: str = "mqkit:rate:",
     ) -> None:
-        if (url is None) == (client is None):
-            raise ValueError("give either a Redis URL or a client")
         if on_outage not in ("pause", "local"):
             raise ConfigurationError(f"on_outage must be 'pause' or 'local', not {on_outage!r}")
         if workers < 1:
@@ -80,11 +77,10 @@ class RedisLimiter:
         self.on_outage = on_outage
         self.outage_retry = outage_retry
         self.url = mask(url) if url else "the given Redis client"
-        self._owns = client is None
         # Short socket timeouts and no retries: an unreachable Redis is an outage in a
         # second, not in minutes, and the outage policy (pause or local) is this class's.
-        self.client: aioredis.Redis = client or redis_client.connect(
-            url or "", socket_timeout=1.0, connect_timeout=1.0, retries=0
+        self.client, self._owns = redis_client.store_client(
+            url, client, socket_timeout=1.0, connect_timeout=1.0, retries=0
         )
         self._script = self.client.register_script(_RESERVE)
         self._prefix = f"{prefix}{name}:"
