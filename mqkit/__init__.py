@@ -13,7 +13,6 @@ from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
 from mqkit.adaptive import AdaptiveConcurrency
-from mqkit.app import App
 from mqkit.broker import Broker, Delivery, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import (
@@ -36,6 +35,7 @@ from mqkit.message import Message
 from mqkit.middleware import Context
 from mqkit.registry import connect
 from mqkit.retry import Reject, Retry, RetryPolicy
+from mqkit.worker import App
 
 try:
     __version__ = version("mqkit")

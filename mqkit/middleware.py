@@ -2,17 +2,29 @@
 
 A middleware is `async def mw(ctx: Context, call_next: CallNext) -> None`: it may look at or
 change the context, call `await call_next(ctx)` to go on (or not, to skip the handler), and
-see the handler's exception. Retries, idempotency and rate limits are middlewares, so they
-compose with the user's own in the order given: the first listed is the outermost.
+see the handler's exception. The worker's own policies (stats, retry and dead-lettering, the
+replay filter, keyed rate limits: mqkit.worker.middleware) are middlewares too, outside the
+user's, which compose in the order given: the first listed is the outermost.
+
+A middleware that decides the message's fate without the handler sets `ctx.outcome` (the
+idempotency middleware sets "duplicate"), so the stats count it as such and not as handled.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mqkit.message import Message
+
+if TYPE_CHECKING:
+    from mqkit.broker import Delivery
+
+# What became of a message: "rejected" is a poison message (it does not decode, or the
+# handler raised Reject), dead-lettered at once; "dead_lettered" ran out of attempts.
+Outcome = Literal["handled", "duplicate", "skipped", "retried", "dead_lettered", "rejected"]
 
 
 @dataclass(slots=True)
@@ -23,6 +35,12 @@ class Context:
     topic: str
     group: str
     state: dict[str, Any] = field(default_factory=dict)
+    # The broker's delivery, settled by the retry policy once the chain returns or raises;
+    # None when a handler is called outside a worker (tests).
+    delivery: Delivery | None = None
+    outcome: Outcome | None = None
+    # When the handler's turn began (on the loop's clock), after any keyed rate-limit wait.
+    started: float = field(default_factory=time.monotonic)
 
 
 CallNext = Callable[[Context], Awaitable[None]]

@@ -21,12 +21,12 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from mqkit.app import App, Stats
 from mqkit.broker import Broker
 from mqkit.cli.common import UrlOption, UserError, pick_url, run
 from mqkit.message import Message
 from mqkit.registry import connect
 from mqkit.retry import RetryPolicy
+from mqkit.worker import App, Stats
 
 
 class Order(BaseModel):

@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from mqkit.app import App
 from mqkit.broker import Broker
 from mqkit.cli.common import UrlOption, UserError, pick_url, run
 from mqkit.message import Message
 from mqkit.ratelimit import Rate
 from mqkit.registry import connect
+from mqkit.worker import App
 
 TICK = 0.05  # how often the offered load is published
 SAMPLE = 0.5  # how often the view and the chart take a point

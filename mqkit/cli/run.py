@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from mqkit.app import App
 from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run
+from mqkit.worker import App
 
 log = logging.getLogger("mqkit")
 

@@ -36,6 +36,7 @@ from mqkit.half.store import (
     Resolution,
 )
 from mqkit.message import Message
+from mqkit.stats import Counters
 from mqkit.wire import dead_letter_copy
 
 log = logging.getLogger("mqkit.half")
@@ -48,7 +49,7 @@ RESOLVED_KEPT = 86_400.0  # resolved records answer late commits for a day, then
 
 
 @dataclass
-class CheckerStats:
+class CheckerStats(Counters):
     committed: int = 0
     rolled_back: int = 0
     unknown: int = 0

@@ -29,12 +29,12 @@ def idempotent(
     async def middleware(ctx: Context, call_next: CallNext) -> None:
         key = f"{ctx.group}:{ctx.message.id}"
         token = uuid.uuid4().hex
-        outcome = await store.claim(key, token, lease)
-        if outcome is Claim.DONE:
+        claim = await store.claim(key, token, lease)
+        if claim is Claim.DONE:
             log.info("mqkit: %s already handled by group %s; skipped", ctx.message.id, ctx.group)
-            ctx.state["mqkit.duplicate"] = True
+            ctx.outcome = "duplicate"
             return
-        if outcome is Claim.BUSY:
+        if claim is Claim.BUSY:
             raise Retry(busy_delay, f"{ctx.message.id} is being handled by another consumer")
         try:
             await call_next(ctx)

@@ -57,7 +57,7 @@ class SqlStore(SqlTables):
             async with self.engine.begin() as conn:
                 key = f"{ctx.group}:{ctx.message.id}"
                 if not await self._take(conn, key, _DONE, ttl):
-                    ctx.state["mqkit.duplicate"] = True
+                    ctx.outcome = "duplicate"
                     return
                 ctx.state[CONNECTION] = conn
                 try:

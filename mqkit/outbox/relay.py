@@ -32,6 +32,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg.rows import namedtuple_row
@@ -44,6 +45,7 @@ from mqkit.errors import ConfigurationError, MessageTooLargeError, MqkitError
 from mqkit.message import Message
 from mqkit.outbox.schema import CHANNEL, TABLE, create_all, outbox
 from mqkit.sql import check_dialect, engine_for, message_of
+from mqkit.stats import Counters
 from mqkit.wire import BODY_IN_OUTBOX, dead_letter_copy
 
 log = logging.getLogger("mqkit.outbox")
@@ -100,6 +102,12 @@ RETURNING {_COLUMNS}"""
 )
 
 
+@dataclass
+class RelayStats(Counters):
+    relayed: int = 0  # rows published and marked by this relay
+    failed: int = 0  # rows the broker refused for good: kept, with `error` set
+
+
 class OutboxRelay:
     """Relays one database's outbox to one broker; run as many side by side as you like."""
 
@@ -131,10 +139,17 @@ class OutboxRelay:
         self.lease = lease
         self.listen = listen
         self.on_published = on_published
-        self.relayed = 0  # rows published and marked by this relay
-        self.failed = 0  # rows the broker refused for good: kept, with `error` set
+        self.stats = RelayStats()
         self._me = uuid.uuid4().hex
         self._postgres = self.engine.dialect.name == "postgresql"
+
+    @property
+    def relayed(self) -> int:
+        return self.stats.relayed
+
+    @property
+    def failed(self) -> int:
+        return self.stats.failed
 
     async def create(self) -> None:
         """Create the outbox table if missing (what `mqkit outbox init` does)."""
@@ -150,7 +165,7 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Relay what is waiting, up to a few batches; the number of rows relayed (0: none)."""
         n = await (self._relay_postgres() if self._postgres else self._relay_sqlite())
-        self.relayed += n
+        self.stats.relayed += n
         return n
 
     async def _relay_postgres(self) -> int:
@@ -240,7 +255,7 @@ class OutboxRelay:
                 note = note.with_changes(body=b"", headers=headers)
             notes.append(note)
         await self.broker.dead_letter(notes)
-        self.failed += len(failed)
+        self.stats.failed += len(failed)
 
     async def _mark_sqlite(
         self, conn: AsyncConnection, rows: Sequence[Any], failed: dict[int, str]

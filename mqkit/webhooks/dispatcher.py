@@ -32,6 +32,7 @@ from typing import Self
 
 from mqkit.broker import Broker, Delivery, Subscription
 from mqkit.message import Message
+from mqkit.stats import Counters
 from mqkit.urls import mask
 from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
 from mqkit.webhooks.client import Response, WebhookClient
@@ -62,7 +63,7 @@ def retry_job(
 
 
 @dataclass
-class DispatchStats:
+class DispatchStats(Counters):
     delivered: int = 0
     failed_attempts: int = 0
     exhausted: int = 0

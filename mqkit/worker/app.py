@@ -1,0 +1,205 @@
+"""The worker application: subscribers, middleware, services, lifecycle.
+
+    app = mqkit.App()
+
+    @app.subscriber("orders", group="billing", concurrency=8)
+    async def bill(order: Order) -> None:
+        ...
+
+`mqkit run module:app` runs it. Returning acks the message; raising retries it per the
+retry policy and, once attempts run out, dead-letters it; a body that does not decode into
+the annotation is dead-lettered at once. On SIGINT/SIGTERM the worker stops fetching, gives
+in-flight handlers and services `shutdown_timeout` seconds, and leaves everything
+unfinished for redelivery. The App only declares; mqkit.worker.consumer runs each
+subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from mqkit.adaptive import AdaptiveConcurrency
+from mqkit.broker import Broker
+from mqkit.handlers import Handler
+from mqkit.message import Message
+from mqkit.middleware import Middleware
+from mqkit.ratelimit import Limiter
+from mqkit.ratelimit.limiter import Outage
+from mqkit.registry import connect
+from mqkit.retry import RetryPolicy
+from mqkit.service import RunningServices, ServiceSpec
+from mqkit.stats import HasStats
+from mqkit.worker.consumer import Consumer
+from mqkit.worker.fetch_gate import SharedLimits
+from mqkit.worker.subscriber import Declaration, SubscriberSpec
+
+H = TypeVar("H", bound=Handler)
+Hook = Callable[[], Awaitable[None]]
+
+
+class App:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        broker: Broker | None = None,
+        retry: RetryPolicy | None = None,
+        middleware: Sequence[Middleware] = (),
+        shutdown_timeout: float = 30.0,
+        limits_url: str | None = None,
+        limits_outage: Outage = "pause",
+        limits_workers: int = 1,
+    ) -> None:
+        """`limits_url` (Redis) holds the limits subscribers share by `rate_key`; while it is
+        unreachable they pause (`limits_outage="pause"`) or each process keeps to
+        rate / `limits_workers` on its own (`"local"`): see mqkit_redis.limiter."""
+        self._url = url
+        self.limits_url = limits_url
+        self.limits_outage = limits_outage
+        self.limits_workers = limits_workers
+        self._broker = broker
+        self.retry = retry or RetryPolicy()
+        self.middleware: list[Middleware] = list(middleware)
+        self.shutdown_timeout = shutdown_timeout
+        self.subscribers: list[SubscriberSpec] = []
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self.services: list[ServiceSpec] = []
+        self._running_services: RunningServices | None = None
+
+    # -- declaring ---------------------------------------------------------------------------
+
+    def subscriber(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        retry: RetryPolicy | None = None,
+        middleware: Sequence[Middleware] = (),
+        rate: str | float | None = None,
+        burst: int = 1,
+        rate_key: str | None = None,
+        limiter: Limiter | None = None,
+        rate_by: Callable[[Message], str] | None = None,
+        adaptive: AdaptiveConcurrency | None = None,
+    ) -> Callable[[H], H]:
+        """Register an async handler for `topic` in consumer `group` (default: the handler's
+        qualified name), running at most `concurrency` messages at once.
+
+        `rate="200/s"` (with `burst`) paces the handler: over the limit the subscriber takes
+        no further message, so the backlog stays in the broker; nothing is nacked, retried
+        or dropped for it. `rate_key="billing"` makes it one limit for every process using
+        that key (needs the App's `limits_url`); `limiter=` takes any Limiter instead.
+        `rate_by=lambda m: m.key` makes it a limit per key (per tenant, per customer): then a
+        message waits for its key's turn in a handler slot, so the other keys go on while
+        `concurrency` slots are free, and the fetch is held back once all of them wait.
+        `adaptive=AdaptiveConcurrency(...)` moves the handlers allowed at once between 1 and
+        `concurrency` on their latency and errors (see mqkit.adaptive)."""
+        declared = Declaration(
+            topic,
+            shares_limits=self.limits_url is not None,
+            group=group,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            retry=retry,
+            middleware=middleware,
+            rate=rate,
+            burst=burst,
+            rate_key=rate_key,
+            limiter=limiter,
+            rate_by=rate_by,
+            adaptive=adaptive,
+        )
+
+        def register(handler: H) -> H:
+            self.subscribers.append(declared.spec(handler))
+            return handler
+
+        return register
+
+    def add_service(self, service: ServiceSpec) -> None:
+        """Run a service (or what makes one from the App's broker) with the App: started
+        after the subscribers, stopped on the same signal within `shutdown_timeout`."""
+        self.services.append(service)
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add an app-wide middleware; it runs inside those added before it."""
+        self.middleware.append(middleware)
+
+    def on_startup(self, hook: Hook) -> Hook:
+        self._startup.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        self._shutdown.append(hook)
+        return hook
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            raise RuntimeError("the app is not running yet: its broker is made by run()")
+        return self._broker
+
+    async def publish(self, topic: str, payload: Any = b"", **kwargs: Any) -> Message:
+        """Publish through the app's broker (see Broker.publish)."""
+        return await self.broker.publish(topic, payload, **kwargs)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Every subscriber's stats, and those of the running services that keep them, in
+        one shape (see mqkit.stats): {"subscriber orders/billing": {...}, ...}."""
+        shown = {f"subscriber {s.name}": s.stats.snapshot() for s in self.subscribers}
+        for service in self._running_services.services if self._running_services else ():
+            if isinstance(service, HasStats):
+                shown[f"service {type(service).__name__}"] = service.stats.snapshot()
+        return shown
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set (or forever), then shut down gracefully."""
+        async with self.running():
+            await (stop or asyncio.Event()).wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[App]:
+        """Start the app for the duration of the block; for tests and embedding."""
+        owns_broker = self._broker is None
+        if self._broker is None:
+            self._broker = connect(self._url)
+        await self._broker.start()
+        consumers: list[Consumer] = []
+        services: RunningServices | None = None
+        shared = SharedLimits(self.limits_url, self.limits_outage, self.limits_workers)
+        try:
+            for hook in self._startup:
+                await hook()
+            for spec in self.subscribers:
+                consumer = Consumer(
+                    spec,
+                    policy=spec.retry or self.retry,
+                    app_middleware=self.middleware,
+                    shared_limits=shared,
+                )
+                await consumer.start(self._broker)
+                consumers.append(consumer)
+            services = self._running_services = RunningServices(self.services, self._broker)
+            services.start()
+            yield self
+        finally:
+            await asyncio.gather(
+                *(c.stop(self.shutdown_timeout) for c in consumers),
+                *([services.stop(self.shutdown_timeout)] if services else []),
+            )
+            self._running_services = None
+            try:
+                for hook in self._shutdown:
+                    await hook()
+            finally:
+                if owns_broker:
+                    await self._broker.close()
+                    self._broker = None
