@@ -15,9 +15,9 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from mqkit.backends.sqlite import default_path
 from mqkit.broker import Broker
 from mqkit.errors import ConfigurationError, UnknownSchemeError
+from mqkit.paths import default_database
 from mqkit.settings import configured_url, default_url
 from mqkit.urls import scheme_of
 
@@ -109,5 +109,5 @@ def connect(url: str | None = None) -> Broker:
     if broker.url == default_url():
         # Only the default location is created on demand; a typo in an explicit path
         # should fail rather than start an empty queue somewhere unexpected.
-        default_path().parent.mkdir(parents=True, exist_ok=True)
+        default_database().parent.mkdir(parents=True, exist_ok=True)
     return broker

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mqkit.backends.sqlite import default_path
+from mqkit.paths import default_database
 
 
 def default_url() -> str:
     """The embedded default: a sqlite file in the user's data directory."""
-    return f"sqlite:///{default_path()}"
+    return f"sqlite:///{default_database()}"
 
 
 class Settings(BaseSettings):

@@ -269,9 +269,9 @@ async def test_no_cursor_leaves_the_connection_thread(tmp_path: Path) -> None:
     """A cursor finalized on the event loop resets a statement the connection thread may be
     binding at that moment (SQLITE_MISUSE under concurrent publishes): calls that return a
     cursor get None, and the cursor is closed where it was made."""
-    from mqkit.backends.sqlite import _Connection
+    from mqkit.backends.sqlite.connection import Connection
 
-    connection = _Connection(tmp_path / "c.db", synchronous="NORMAL", busy_timeout=5)
+    connection = Connection(tmp_path / "c.db", synchronous="NORMAL", busy_timeout=5)
     connection.start()
     made: list[sqlite3.Cursor] = []
 
