@@ -26,20 +26,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
 from mqkit.broker import Broker, Delivery, Subscription
 from mqkit.message import Message
-from mqkit.stats import Counters
-from mqkit.urls import mask
 from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
 from mqkit.webhooks.client import Response, WebhookClient
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
+from mqkit.webhooks.health import EndpointHealth
 from mqkit.webhooks.lanes import Breaker, Lane
 from mqkit.webhooks.schedule import Schedule, retry_after
 from mqkit.webhooks.signing import sign
+from mqkit.webhooks.stats import DispatchStats
 from mqkit.wire import WEBHOOK_ATTEMPT, WEBHOOK_ENDPOINT, WEBHOOK_TOPIC
 
 log = logging.getLogger("mqkit.webhooks")
@@ -60,16 +59,6 @@ def retry_job(
     """The message as a retry: same id and body, plus which endpoint and attempt it is for."""
     headers = {**message.headers, H_ENDPOINT: endpoint_id, H_ATTEMPT: str(attempt), H_TOPIC: topic}
     return message.with_changes(topic=retry_topic, key=None, headers=headers, attempt=0)
-
-
-@dataclass
-class DispatchStats(Counters):
-    delivered: int = 0
-    failed_attempts: int = 0
-    exhausted: int = 0
-    refused: int = 0  # attempts the SSRF guard refused (not retried)
-    deferred: int = 0
-    disabled: list[str] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -106,6 +95,10 @@ class Dispatcher:
         self.in_flight = in_flight
         self.content_type = content_type
         self.stats = DispatchStats()
+        self.health = EndpointHealth(
+            broker, registry, self.stats,
+            disable_after=disable_after, breaker=self.breaker, events_topic=events_topic,
+        )  # fmt: skip
         self._lanes: dict[str, Lane] = {}  # by endpoint id; each holds its endpoint
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -287,7 +280,7 @@ class Dispatcher:
         self.stats.failed_attempts += 1
         if response.status == 410:
             self._record(endpoint, message, attempt, response, "disabled")
-            await self._disable(endpoint, "the endpoint answered 410 Gone")
+            await self.health.disable(lane, endpoint, "the endpoint answered 410 Gone")
             return
         if response.refused:
             self.stats.refused += 1
@@ -295,7 +288,7 @@ class Dispatcher:
             log.warning("webhook %s to %s refused: %s", message.id, endpoint.id, response.error)
         else:
             await self._retry_later(lane, endpoint, message, topic, attempt, response)
-        await self._check_health(lane, now)
+        await self.health.failed(lane, now)
 
     async def _retry_later(
         self,
@@ -314,7 +307,7 @@ class Dispatcher:
                 wait = max(wait, pause)
         if attempt >= self.schedule.attempts:
             self._record(endpoint, message, attempt, response, "failed")
-            await self._exhausted(endpoint, message, topic, attempt, response)
+            await self.health.exhausted(endpoint, message, topic, attempt, response)
         else:
             await self._schedule(endpoint, message, topic, attempt + 1, wait)
             self._record(endpoint, message, attempt, response, "retrying")
@@ -350,55 +343,3 @@ class Dispatcher:
     ) -> None:
         job = retry_job(message, endpoint.id, topic, attempt, self.retry_topic)
         await self.broker.publish_batch([job], delay=wait or None)
-
-    # -- health -------------------------------------------------------------------------------
-
-    async def _check_health(self, lane: Lane, now: float) -> None:
-        endpoint = lane.endpoint
-        if lane.failing_since is None:
-            lane.failing_since = now
-            await self.registry.mark_failing(endpoint.id, now)
-        if now - lane.failing_since >= self.disable_after:
-            days = (now - lane.failing_since) / 86400
-            await self._disable(endpoint, f"failing without a success for {days:.1f} days")
-        elif lane.breaker_tripped(now):
-            b = self.breaker
-            await self._disable(
-                endpoint,
-                f"failure rate reached {b.failure_rate:.0%} over {b.window:g}s "
-                f"(circuit breaker, at least {b.min_attempts} attempts)",
-            )
-
-    async def _disable(self, endpoint: Endpoint, reason: str) -> None:
-        lane = self._lanes.get(endpoint.id)
-        if lane is not None:
-            lane.endpoint = lane.endpoint.model_copy(update={"enabled": False})
-        if await self.registry.disable_if_enabled(endpoint.id, reason):
-            shown = mask(endpoint.url)
-            log.warning("disabled webhook endpoint %s (%s): %s", endpoint.id, shown, reason)
-            self.stats.disabled.append(endpoint.id)
-            await self._event(
-                "webhook.endpoint.disabled",
-                {"endpoint_id": endpoint.id, "url": shown, "reason": reason},
-            )
-
-    async def _exhausted(
-        self, endpoint: Endpoint, message: Message, topic: str, attempts: int, response: Response
-    ) -> None:
-        self.stats.exhausted += 1
-        await self._event(
-            "webhook.attempt.exhausted",
-            {
-                "endpoint_id": endpoint.id,
-                "url": mask(endpoint.url),
-                "message_id": message.id,
-                "topic": topic,
-                "attempts": attempts,
-                "last_status": response.status,
-                "last_error": response.error,
-            },
-        )
-
-    async def _event(self, kind: str, data: dict[str, object]) -> None:
-        body = {"type": kind, "timestamp": time.time(), "data": data}
-        await self.broker.publish(self.events_topic, body, key=str(data.get("endpoint_id")))
