@@ -10,11 +10,10 @@ import typer
 
 from mqkit.cli.common import UrlOption
 from mqkit.cli.consume import consume
-from mqkit.cli.demo import demo
+from mqkit.cli.demo import demo, peak_shaving
 from mqkit.cli.dlq import dlq_app
 from mqkit.cli.half import half_app
 from mqkit.cli.outbox import outbox_app
-from mqkit.cli.peak_shaving import peak_shaving
 from mqkit.cli.publish import publish
 from mqkit.cli.run import run_command
 from mqkit.cli.webhook import webhook_app

@@ -1,4 +1,5 @@
-"""`mqkit demo peak-shaving`: a burst absorbed by the broker and drained at a steady rate.
+"""Peak shaving (`mqkit demo peak-shaving`): a burst absorbed by the broker and drained at
+a steady rate.
 
 Offers a quiet load (a quarter of the rate), then a burst of `--factor` times the rate for
 a second, then the quiet load again, to a subscriber limited to `--rate`. A live view shows
@@ -13,15 +14,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from mqkit.broker import Broker
-from mqkit.cli.common import UrlOption, UserError, pick_url, run
 from mqkit.message import Message
 from mqkit.ratelimit import Rate
 from mqkit.registry import connect
@@ -60,34 +58,9 @@ class Run:
         return max(later, default=0)
 
 
-def peak_shaving(
-    ctx: typer.Context,
-    rate: Annotated[str, typer.Option(help="The subscriber's limit, e.g. 200/s.")] = "200/s",
-    factor: Annotated[int, typer.Option(min=1, help="The burst, as a multiple of the rate.")] = 10,
-    chart: Annotated[Path, typer.Option(help="Where to write the PNG chart.")] = Path(
-        "peak-shaving.png"
-    ),
-    url: UrlOption = None,
-) -> None:
-    """A burst of --factor times --rate, shaved: live view, then a PNG chart."""
-    try:
-        limit = Rate.parse(rate)
-    except Exception as exc:
-        raise UserError(f"--rate: {exc}") from None
-    if factor < 2:
-        raise UserError("--factor must be at least 2")
-    if limit.per_second < 4 or limit.per_second > 5000:
-        raise UserError("--rate must be between 4/s and 5000/s for this demo")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UserError('the chart needs matplotlib: pip install "mqkit[charts]"') from None
-    if not chart.parent.is_dir():
-        raise UserError(f"--chart: no directory {chart.parent}")
-    run(_peak_shaving(pick_url(ctx, url), limit, factor, chart))
-
-
-async def _peak_shaving(url: str | None, limit: Rate, factor: int, chart: Path) -> None:
+async def peak_shaving_demo(url: str | None, limit: Rate, factor: int, chart: Path) -> None:
+    """The demo on `url` (None: the configured broker), its chart written to `chart` (needs
+    matplotlib); TimeoutError if the backlog does not drain."""
     console = Console()
     topic = f"demo-{uuid.uuid4().hex[:8]}.jobs"
     broker = await connect(url).start()
@@ -169,7 +142,7 @@ async def _offer_and_watch(
             if after_burst and record.samples[-1].backlog <= _quiet_backlog(rate):
                 break
         if now > deadline:
-            raise UserError("the backlog did not drain in time")
+            raise TimeoutError("the backlog did not drain in time")
         await asyncio.sleep(max(0.0, TICK - (time.monotonic() - now)))
     # The last quiet messages, then stop: the backlog is what was offered, all processed.
     async with asyncio.timeout(30):
