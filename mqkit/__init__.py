@@ -44,7 +44,9 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # The feature packages, imported on first use (`mqkit.outbox.add(...)` after `import mqkit`):
 # some pull in SQLAlchemy, aiohttp or starlette, which `import mqkit` alone should not pay.
-_SUBPACKAGES = frozenset({"dlq", "half", "idempotency", "outbox", "ratelimit", "sync", "webhooks"})
+_SUBPACKAGES = frozenset(
+    {"dlq", "half", "idempotency", "outbox", "ratelimit", "sync", "testing", "webhooks"}
+)
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -1,13 +1,16 @@
+"""The conformance fixtures for this repository's suites: `make_url` for each selected
+backend (tests/support/conformance.py), and the shipped fixtures that follow from it."""
+
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-import mqkit
+from mqkit.testing.conformance.fixtures import MakeUrl, broker, topic, url
 from tests.support.conformance import Target, selected
+
+__all__ = ["broker", "topic", "url"]  # registered as fixtures by being here
 
 
 @pytest.fixture(params=selected(), ids=lambda t: t.name)
@@ -17,26 +20,10 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture
-def make_url(target: Target, tmp_path: Path) -> Callable[..., str]:
+def make_url(target: Target, tmp_path: Path) -> MakeUrl:
     """make_url() -> a URL for this test's backend; make_url('lease=1s') adds options."""
 
     def make(options: str = "") -> str:
         return target.make_url(tmp_path, options)
 
     return make
-
-
-@pytest.fixture
-def url(make_url: Callable[..., str]) -> str:
-    return make_url()
-
-
-@pytest.fixture
-async def broker(url: str) -> AsyncIterator[mqkit.Broker]:
-    async with mqkit.connect(url) as b:
-        yield b
-
-
-@pytest.fixture
-def topic() -> str:
-    return f"conf-{uuid.uuid4().hex[:12]}"

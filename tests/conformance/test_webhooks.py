@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 import mqkit
+from mqkit.testing.conformance.fixtures import require
 from mqkit.webhooks import SsrfGuard, sign
 from mqkit.webhooks.attempts import AttemptLog
 from mqkit.webhooks.client import WebhookClient
@@ -18,7 +19,6 @@ from mqkit.webhooks.dispatcher import Dispatcher
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 from mqkit.webhooks.receiver import Receiver, Source, message_id
 from mqkit.webhooks.schedule import Schedule
-from tests.support.conformance import require
 from tests.support.waiting import drain
 from tests.support.webhooks import Script, serving
 

@@ -1,6 +1,8 @@
 """The backends the conformance suite runs against, and skipping what a backend does not claim.
 
-`MQKIT_TEST_BACKENDS` (comma-separated names) picks them; by default all of them, with the
+The shipped suite's cases (mqkit.testing.conformance) run here on the core backends and in
+each adapter's own tests on its server; the cases only this repository has (webhooks) run
+on all of these. `MQKIT_TEST_BACKENDS` (comma-separated names) picks them; by default all, with the
 servers that `scripts/services up` starts (MQKIT_TEST_*_URL override where they are). A named
 backend that cannot be reached fails the run rather than being skipped, so a green run means
 every listed backend was tested.
@@ -14,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-import mqkit
+from mqkit.testing.conformance.fixtures import require, with_options
 
 
 @dataclass(frozen=True)
@@ -30,27 +30,21 @@ def redis_url() -> str:
     return os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _with_options(url: str, options: str) -> str:
-    if not options:
-        return url
-    return url + ("&" if "?" in url else "?") + options
-
-
 TARGETS: dict[str, Target] = {
     "memory": Target(
-        "memory", lambda tmp, opts: _with_options(f"memory://{uuid.uuid4().hex}", opts)
+        "memory", lambda tmp, opts: with_options(f"memory://{uuid.uuid4().hex}", opts)
     ),
     "sqlite": Target(
-        "sqlite", lambda tmp, opts: _with_options(f"sqlite:///{tmp / 'queue.db'}", opts)
+        "sqlite", lambda tmp, opts: with_options(f"sqlite:///{tmp / 'queue.db'}", opts)
     ),
-    "redis": Target("redis", lambda tmp, opts: _with_options(redis_url(), opts)),
+    "redis": Target("redis", lambda tmp, opts: with_options(redis_url(), opts)),
     "redis+pubsub": Target(
         "redis+pubsub",
-        lambda tmp, opts: _with_options(redis_url().replace("redis://", "redis+pubsub://"), opts),
+        lambda tmp, opts: with_options(redis_url().replace("redis://", "redis+pubsub://"), opts),
     ),
     "amqp": Target(
         "amqp",
-        lambda tmp, opts: _with_options(
+        lambda tmp, opts: with_options(
             os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/mqkit-test"),
             opts,
         ),
@@ -59,14 +53,14 @@ TARGETS: dict[str, Target] = {
     # matter here: delivery counts, redelivery order, TTL dead-lettering for delays.
     "amqp-quorum": Target(
         "amqp-quorum",
-        lambda tmp, opts: _with_options(
+        lambda tmp, opts: with_options(
             os.environ.get("MQKIT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/mqkit-test"),
             "queue_type=quorum" + (f"&{opts}" if opts else ""),
         ),
     ),
     "kafka": Target(
         "kafka",
-        lambda tmp, opts: _with_options(
+        lambda tmp, opts: with_options(
             os.environ.get("MQKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"), opts
         ),
     ),
@@ -83,8 +77,4 @@ def selected() -> list[Target]:
     return [TARGETS[n] for n in names if n]
 
 
-def require(broker: mqkit.Broker, *flags: str) -> None:
-    """Skip, saying why, when the backend does not claim every flag."""
-    missing = [f for f in flags if not getattr(broker.capabilities, f)]
-    if missing:
-        pytest.skip(f"{type(broker).__name__} does not claim {', '.join(missing)}")
+__all__ = ["TARGETS", "Target", "redis_url", "require", "selected"]

@@ -13,7 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_header_names_are_spelled_only_in_the_wire_module() -> None:
     names = {v for v in vars(wire).values() if isinstance(v, str) and v.startswith("mqkit-")}
     assert {"mqkit-id", "mqkit-attempt", "mqkit-error", "mqkit-replay-group"} <= names
-    sources = [*(ROOT / "mqkit").rglob("*.py"), *(ROOT / "adapters").rglob("mqkit_*/*.py")]
+    # The conformance cases spell the names on purpose: they check the wire itself, which a
+    # case reading the constants would not notice changing.
+    testing = ROOT / "mqkit" / "testing"
+    sources = [
+        *(p for p in (ROOT / "mqkit").rglob("*.py") if testing not in p.parents),
+        *(ROOT / "adapters").rglob("mqkit_*/*.py"),
+    ]
     spelled = {
         (str(path.relative_to(ROOT)), name)
         for path in sources

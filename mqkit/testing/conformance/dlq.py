@@ -6,8 +6,8 @@ import asyncio
 
 import mqkit
 from mqkit.dlq import DeadLetters
-from tests.support.conformance import require
-from tests.support.waiting import drain, nothing_arrives, receive
+from mqkit.testing.conformance.fixtures import require
+from mqkit.testing.waiting import drain, nothing_arrives, receive
 
 
 async def test_selective_ack_leaves_earlier_messages_pending(
