@@ -30,7 +30,7 @@ class Workers:
                 [
                     sys.executable,
                     "-m",
-                    "tests.ratelimit.worker",
+                    "tests.integration.ratelimit.worker",
                     URLS["redis"],
                     limits,
                     topic,
