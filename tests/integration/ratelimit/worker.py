@@ -1,5 +1,6 @@
 """A worker sharing one rate limit through Redis:
-`python -m tests.integration.ratelimit.worker BROKER LIMITS TOPIC KEY LOG [OUTAGE WORKERS]`. Appends "<id> <time>" per message handled to LOG;
+`python -m tests.integration.ratelimit.worker BROKER LIMITS TOPIC KEY LOG [OUTAGE WORKERS]`.
+Appends "<id> <time>" per message handled to LOG;
 prints "ready" once consuming; stops on SIGTERM."""
 
 from __future__ import annotations
