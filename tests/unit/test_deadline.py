@@ -48,3 +48,31 @@ async def test_a_failure_that_is_not_an_outage_is_not_retried() -> None:
     with pytest.raises(ValueError):
         await within_deadline(refused, timeout=5, what="publish", retry=(ConnectionError,))
     assert calls == 1
+
+
+async def test_detached_the_deadline_holds_against_an_attempt_deaf_to_cancellation() -> None:
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def deaf() -> None:
+        # A client that swallows the cancellation and goes on until it is done.
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue
+
+    call = asyncio.ensure_future(within_deadline(deaf, timeout=0.2, what="p", detached=True))
+    done, _ = await asyncio.wait({call}, timeout=5)  # attached, it would wait for `release`
+    release.set()  # let the abandoned attempt end
+    assert call in done
+    with pytest.raises(mqkit.PublishTimeoutError, match=r"p did not complete within 0\.2s"):
+        call.result()
+
+
+async def test_detached_returns_the_attempts_result() -> None:
+    async def quick() -> int:
+        return 7
+
+    assert await within_deadline(quick, timeout=1, what="publish", detached=True) == 7

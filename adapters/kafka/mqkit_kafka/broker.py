@@ -34,7 +34,8 @@ from aiokafka.errors import (
 from mqkit import options
 from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
-from mqkit.errors import BrokerUnavailableError, ConfigurationError, PublishTimeoutError
+from mqkit.deadline import within_deadline
+from mqkit.errors import BrokerUnavailableError, ConfigurationError
 from mqkit.message import Message
 from mqkit.shutdown import abandon, finish_within
 from mqkit_kafka.records import to_record
@@ -199,55 +200,41 @@ class KafkaBroker(Broker):
 
     async def _deliver(self, records: list[tuple[str, dict[str, Any]]], what: str) -> None:
         """Produce records and wait for acks=all, retrying through broker restarts until
-        `publish_timeout`; then a typed error.
+        `publish_timeout`; then a typed error. Detached: a producer being stopped or started
+        against a dead broker ignored cancellation for seconds in a CI run, and the timeout
+        is the timeout."""
+        await within_deadline(
+            lambda: self._deliver_once(records, what),
+            timeout=self.publish_timeout,
+            what=f"{what} to Kafka at {self.safe_url}",
+            retry=(KafkaError,),
+            detached=True,
+        )
 
-        The attempt runs as its own task and the caller stops waiting at the deadline even if
-        the client is slow to give up (a producer being stopped or started against a dead
-        broker ignored cancellation for seconds in a CI run): the timeout is the timeout.
-        """
-        errors: list[Exception] = []
-        attempt = asyncio.ensure_future(self._deliver_until_done(records, what, errors))
-        try:
-            done, _ = await asyncio.wait({attempt}, timeout=self.publish_timeout)
-        except asyncio.CancelledError:
-            attempt.cancel()
-            raise
-        if not done:
-            abandon(attempt)
-            last = f" (last error: {errors[-1]!r})" if errors else ""
-            raise PublishTimeoutError(
-                f"{what} to Kafka at {self.safe_url} did not complete within "
-                f"{self.publish_timeout:g}s{last}"
-            )
-        attempt.result()
-
-    async def _deliver_until_done(
-        self, records: list[tuple[str, dict[str, Any]]], what: str, errors: list[Exception]
-    ) -> None:
+    async def _deliver_once(self, records: list[tuple[str, dict[str, Any]]], what: str) -> None:
+        """One attempt; a KafkaError it lets out is worth another (after a producer renewal
+        where the broker lost the producer's idempotence state)."""
         for topic in {t for t, _ in records}:
             await self.ensure_topic(topic)
-        while True:
-            producer = self._producer
-            assert producer is not None
-            try:
-                await self._produce(producer, records)
-                return
-            except (OutOfOrderSequenceNumber, UnknownProducerId) as exc:
-                errors.append(exc)
-                await self._renew_producer(producer)
-            except ProducerClosed as exc:
-                if self._producer is producer:  # closed by close(), not replaced
-                    raise BrokerUnavailableError(
-                        f"{what} to Kafka at {self.safe_url}: the broker is closed"
-                    ) from exc
-                errors.append(exc)  # replaced while this attempt was on it: use the new one
-            except KafkaError as exc:
-                if not exc.retriable and not isinstance(exc, KafkaConnectionError):
-                    raise BrokerUnavailableError(
-                        f"{what} to Kafka at {self.safe_url} failed: {exc!r}"
-                    ) from exc
-                errors.append(exc)
-                await asyncio.sleep(0.2)
+        producer = self._producer
+        assert producer is not None
+        try:
+            await self._produce(producer, records)
+        except (OutOfOrderSequenceNumber, UnknownProducerId):
+            await self._renew_producer(producer)
+            raise
+        except ProducerClosed as exc:
+            if self._producer is producer:  # closed by close(), not replaced
+                raise BrokerUnavailableError(
+                    f"{what} to Kafka at {self.safe_url}: the broker is closed"
+                ) from exc
+            raise  # replaced while this attempt was on it: the next one takes the new one
+        except KafkaError as exc:
+            if not exc.retriable and not isinstance(exc, KafkaConnectionError):
+                raise BrokerUnavailableError(
+                    f"{what} to Kafka at {self.safe_url} failed: {exc!r}"
+                ) from exc
+            raise
 
     @staticmethod
     async def _produce(

@@ -65,6 +65,12 @@ class RabbitDelivery(Delivery):
         finally:
             self._sub.settled(self)
 
+    async def hand_back(self) -> None:
+        """Requeue, unless settled already: for what a closing subscription fetched but no
+        one finished."""
+        if self._mark_settled():
+            await self._incoming.nack(requeue=True)
+
     async def _nack(self, delay: float) -> None:
         try:
             target = self._sub.queue_name
@@ -150,8 +156,7 @@ class RabbitSubscription(Subscription):
             if self._queue is not None and self._tag is not None:
                 await asyncio.wait_for(self._queue.cancel(self._tag), 3)
             for delivery in pending:  # hand back what was fetched but not finished
-                if delivery._mark_settled():
-                    await delivery._incoming.nack(requeue=True)
+                await delivery.hand_back()
             if self._channel is not None:
                 await asyncio.wait_for(self._channel.close(), 3)
         self._buffer.put_nowait(None)
