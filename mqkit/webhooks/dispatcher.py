@@ -25,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from mqkit.broker import Broker, Delivery, Subscription
+from mqkit.broker import Broker, Delivery
 from mqkit.message import Message
 from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
 from mqkit.webhooks.client import Response, WebhookClient
@@ -40,6 +40,7 @@ from mqkit.webhooks.schedule import Schedule, retry_after
 from mqkit.webhooks.signing import sign
 from mqkit.webhooks.stats import DispatchStats
 from mqkit.wire import WEBHOOK_ATTEMPT, WEBHOOK_ENDPOINT, WEBHOOK_TOPIC
+from mqkit.worker.feed import Feed
 
 log = logging.getLogger("mqkit.webhooks")
 
@@ -100,8 +101,6 @@ class Dispatcher:
             disable_after=disable_after, breaker=self.breaker, events_topic=events_topic,
         )  # fmt: skip
         self._lanes: dict[str, Lane] = {}  # by endpoint id; each holds its endpoint
-        self._subscriptions: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self._budget = asyncio.Semaphore(in_flight)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -150,22 +149,19 @@ class Dispatcher:
         topics = self.source_topics()
         if not topics:
             raise ValueError("no topics to dispatch: add an endpoint or name --topic")
-        for topic in [*topics, self.retry_topic]:
-            sub = await self.broker.subscribe(topic, group=self.group, prefetch=self.in_flight)
-            self._subscriptions.append(sub)
-        loops = [asyncio.create_task(self._consume(sub)) for sub in self._subscriptions]
-        loops.append(asyncio.create_task(self._refresh_forever()))
+        feeds: list[Feed] = []
+        refresh = asyncio.create_task(self._refresh_forever())
         try:
+            for topic in [*topics, self.retry_topic]:
+                sub = await self.broker.subscribe(topic, group=self.group, prefetch=self.in_flight)
+                handle = self._retry if topic == self.retry_topic else self._fan_out
+                feeds.append(Feed(sub, self._within_budget(handle), self._budget.acquire,
+                                  name=f"mqkit-webhooks-{topic}"))  # fmt: skip
             await stop.wait()
         finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-            for sub in self._subscriptions:
-                await sub.close()
-            self._subscriptions.clear()
+            refresh.cancel()
+            await asyncio.gather(refresh, return_exceptions=True)
+            await asyncio.gather(*(feed.stop() for feed in feeds))
 
     async def close(self) -> None:
         await self.client.close()
@@ -179,19 +175,18 @@ class Dispatcher:
             except Exception as exc:  # keep dispatching with what we have
                 log.warning("cannot re-read webhook endpoints: %s", exc)
 
-    async def _consume(self, subscription: Subscription) -> None:
-        handle = self._retry if subscription.topic == self.retry_topic else self._fan_out
-        async for delivery in subscription:
-            await self._budget.acquire()
-            task = asyncio.create_task(handle(delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
+    def _within_budget(
+        self, handle: Callable[[Delivery], Awaitable[None]]
+    ) -> Callable[[Delivery], Coroutine[Any, Any, None]]:
+        """`handle`, giving back the in-flight budget the feed took for the delivery."""
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._budget.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("webhook dispatch failed", exc_info=task.exception())
+        async def handled(delivery: Delivery) -> None:
+            try:
+                await handle(delivery)
+            finally:
+                self._budget.release()
+
+        return handled
 
     # -- a message from a source topic ---------------------------------------------------------
 
