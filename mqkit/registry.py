@@ -32,6 +32,18 @@ _BUILT_IN = {
     "sqlite": "mqkit.backends.sqlite:SqliteBroker",
 }
 
+# Which distribution provides the stores and limiters for a scheme (only mqkit-redis does).
+_PLUGIN_PACKAGES = {"redis": "mqkit-redis", "rediss": "mqkit-redis", "unix": "mqkit-redis"}
+
+# The stores the core provides itself, found by scheme like those adapters register.
+_SQL_HALF_STORE = "mqkit.half.sql:SqlHalfStore"
+_BUILT_IN_PLUGINS: dict[str, dict[str, str]] = {
+    HALF_STORES: {
+        scheme: _SQL_HALF_STORE
+        for scheme in ("postgresql", "postgres", "postgresql+psycopg", "sqlite", "sqlite+aiosqlite")
+    },
+}
+
 # Which distribution provides a scheme, for the error when it is missing.
 KNOWN_PACKAGES = {
     "kafka": "mqkit-kafka",
@@ -74,18 +86,21 @@ def broker_class(scheme: str) -> type[Broker]:
 
 @cache
 def _plugins(group: str) -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=group)}
+    found = dict(_BUILT_IN_PLUGINS.get(group, {}))
+    found.update((ep.name, ep.value) for ep in entry_points(group=group))
+    return found
 
 
 def plugin(group: str, url: str, what: str) -> Any:
-    """The class an adapter registered in `group` for `url`'s scheme (e.g. the Redis
-    idempotency store for redis://); a clear error naming what to install when none did."""
+    """The class registered in `group` for `url`'s scheme, by an adapter (e.g. the Redis
+    idempotency store for redis://) or the core itself (the SQL half-message store); a
+    clear error naming what to install when there is none."""
     scheme = scheme_of(url)
     target = _plugins(group).get(scheme)
     if target is None:
         hint = ""
-        if scheme in KNOWN_PACKAGES:
-            package = KNOWN_PACKAGES[scheme]
+        if scheme in _PLUGIN_PACKAGES:
+            package = _PLUGIN_PACKAGES[scheme]
             hint = f"; install {package} (pip install 'mqkit[{package.removeprefix('mqkit-')}]')"
         known = ", ".join(f"{s}://" for s in sorted(_plugins(group))) or "none installed"
         raise UnknownSchemeError(f"no {what} for {scheme}:// ({known}){hint}")
