@@ -88,3 +88,64 @@ def _modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module)
     return found
+
+
+def _our_modules() -> dict[str, Path]:
+    roots = [ROOT / "mqkit", *sorted((ROOT / "adapters").glob("*/mqkit_*"))]
+    found: dict[str, Path] = {}
+    for root in roots:
+        for path in root.rglob("*.py"):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in _our_modules().values()
+        if (n := len(path.read_text().splitlines())) > 400
+    }
+    assert long == {}, long
+
+
+def _imports_at_import_time(tree: ast.Module, modules: set[str]) -> set[str]:
+    """The modules of ours a module imports when it is imported: top level, outside `if
+    TYPE_CHECKING:` blocks (imports inside functions run later and make no cycle)."""
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        nested = [node] if not isinstance(node, (ast.If, ast.Try)) else list(ast.walk(node))
+        for item in nested:
+            if isinstance(item, ast.Import):
+                found.update(a.name for a in item.names if a.name in modules)
+            elif isinstance(item, ast.ImportFrom) and item.module and item.level == 0:
+                subs = {f"{item.module}.{a.name}" for a in item.names}
+                found.update(subs & modules or ({item.module} & modules))
+    return found
+
+
+def test_no_import_cycles() -> None:
+    modules = _our_modules()
+    graph = {
+        name: _imports_at_import_time(ast.parse(path.read_text()), set(modules))
+        for name, path in modules.items()
+    }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == [], cycles
