@@ -3,8 +3,9 @@
     python -m benchmarks.run --url sqlite:////tmp/bench.db --peer persist-queue
     python -m benchmarks.run --url redis://127.0.0.1:6379/0 --raw
 
-Rows: single awaited publish, batched publish, consume with acks (one consumer), and
-end-to-end latency p50/p99 at a fixed offered rate. `--raw` runs the broker's own client on
+Rows: single awaited publish, batched publish, consume with acks (one consumer), an App's
+subscriber draining a backlog (the worker's own cost on top), and end-to-end latency
+p50/p99 at a fixed offered rate. `--raw` runs the broker's own client on
 the same rows first (benchmarks/raw.py) and prints mqkit's ratio to it (for latency, raw
 divided by mqkit, so above 1 is better there too). Speed is reported here, never asserted in
 tests: this machine's timings are noisy, so compare ratios taken in the same run.
@@ -87,6 +88,33 @@ async def consume_acked(url: str, topic: str, n: int, prefetch: int) -> float:
                 break
         rate = n / (time.perf_counter() - start)
         await sub.close()
+        return rate
+
+
+async def worker(url: str, n: int, batch: int, concurrency: int) -> float:
+    """An App's subscriber (decode, the middleware chain, ack) draining n waiting messages:
+    the worker's own cost on top of consume + ack."""
+    topic = _topic("worker")
+    async with mqkit.connect(url) as broker:
+        await (await broker.subscribe(topic, group="bench-worker")).close()  # the group waits
+        for first in range(0, n, batch):
+            size = min(batch, n - first)
+            await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+        app = mqkit.App(broker=broker, shutdown_timeout=5)
+        done = asyncio.Event()
+        seen = 0
+
+        @app.subscriber(topic, group="bench-worker", concurrency=concurrency)
+        async def handle(body: bytes) -> None:
+            nonlocal seen
+            seen += 1
+            if seen >= n:
+                done.set()
+
+        start = time.perf_counter()
+        async with app.running():
+            await done.wait()
+            rate = n / (time.perf_counter() - start)
         return rate
 
 
@@ -178,7 +206,11 @@ async def mqkit_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
     batched, topic = await publish_batched(url, args.messages, args.batch)
     consumed = await consume_acked(url, topic, args.messages, args.prefetch)
     p50, p99 = await latency(url, args.rate, args.seconds)
-    return {"single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99}
+    app = await worker(url, args.messages, args.batch, args.concurrency)
+    return {
+        "single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99,
+        "worker": app,
+    }  # fmt: skip
 
 
 async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | None) -> list[Row]:
@@ -202,6 +234,7 @@ async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | Non
             m["consume"],
             peer.get("consume"),
         ),
+        Row(f"worker: App subscriber, concurrency {args.concurrency}", m["worker"], None),
         Row(f"end-to-end p50 at {args.rate:.0f} msg/s", m["p50"], peer.get("p50"), unit="ms"),
         Row(f"end-to-end p99 at {args.rate:.0f} msg/s", m["p99"], peer.get("p99"), unit="ms"),
     ]
@@ -241,6 +274,7 @@ def main() -> None:
         default=10_000,
         help="messages for the peer's rows (it is slow; rates stay comparable)",
     )
+    parser.add_argument("--concurrency", type=int, default=8, help="the worker row's handlers")
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is shown")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import parse_qsl, unquote_plus, urlsplit, urlunsplit
 
@@ -44,6 +45,8 @@ def is_secret_key(name: str) -> bool:
     return bool(words & _SECRET_WORDS) or lowered.endswith(("password", "token", "secret"))
 
 
+# Cached: brokers name their URL in every publish's deadline message, and masking parses it.
+@functools.lru_cache(maxsize=512)
 def mask(url: str) -> str:
     """The URL safe for errors, logs, tables and JSON: the userinfo password and every
     secret-looking query value replaced by ***. For http(s), where a lone user name is
