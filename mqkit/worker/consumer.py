@@ -68,7 +68,8 @@ class Consumer:
             await self._slots.acquire()
             await gate.wait()
 
-        self._feed = Feed(subscription, self._handle, admit, name=f"mqkit-{self.spec.group}")
+        admits = admit if gate.limited else self._slots.acquire
+        self._feed = Feed(subscription, self._handle, admits, name=f"mqkit-{self.spec.group}")
 
     async def _handle(self, delivery: Delivery) -> None:
         assert self._call is not None
@@ -79,9 +80,13 @@ class Consumer:
         try:
             await self._call(ctx)
         finally:
-            ok = ctx.outcome not in _FAILURES  # did the downstream cope?
-            await self._slots.release(ok=ok, latency=time.monotonic() - ctx.started)
-            self.spec.stats.concurrency_limit = self._slots.limit
+            if self._slots.adaptive:
+                ok = ctx.outcome not in _FAILURES  # did the downstream cope?
+                latency = time.monotonic() - ctx.started
+                await self._slots.release_measured(ok=ok, latency=latency)
+                self.spec.stats.concurrency_limit = self._slots.limit
+            else:
+                self._slots.release()
 
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""

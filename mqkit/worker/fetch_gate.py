@@ -62,6 +62,7 @@ class FetchGate:
 
     def __init__(self, limiter: Limiter | None) -> None:
         self._limiter = limiter
+        self.limited = limiter is not None
 
     async def wait(self) -> None:
         if self._limiter is not None:
