@@ -9,9 +9,7 @@ Run it on any URL, from any directory (exit status 0 when green):
 or in an adapter's own tests: import the cases and their fixtures into a test module and
 give the `make_url` fixture (see fixtures.py):
 
-    import inspect
-
-import pytest
+    import pytest
     from mqkit.testing.conformance import *  # noqa: F403
 
     @pytest.fixture
