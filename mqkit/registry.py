@@ -67,14 +67,17 @@ def available_schemes() -> list[str]:
     return sorted(_installed())
 
 
+def _install_hint(package: str | None) -> str:
+    if package is None:
+        return ""
+    return f"; install {package} (pip install 'mqkit[{package.removeprefix('mqkit-')}]')"
+
+
 def broker_class(scheme: str) -> type[Broker]:
     target = _installed().get(scheme)
     if target is None:
         known = ", ".join(f"{s}://" for s in available_schemes())
-        hint = ""
-        if scheme in KNOWN_PACKAGES:
-            package = KNOWN_PACKAGES[scheme]
-            hint = f"; install {package} (pip install 'mqkit[{package.removeprefix('mqkit-')}]')"
+        hint = _install_hint(KNOWN_PACKAGES.get(scheme))
         raise UnknownSchemeError(f"no backend for {scheme}:// (installed: {known}){hint}")
     module_name, _, attr = target.partition(":")
     module = __import__(module_name, fromlist=[attr])
@@ -98,10 +101,7 @@ def plugin(group: str, url: str, what: str) -> Any:
     scheme = scheme_of(url)
     target = _plugins(group).get(scheme)
     if target is None:
-        hint = ""
-        if scheme in _PLUGIN_PACKAGES:
-            package = _PLUGIN_PACKAGES[scheme]
-            hint = f"; install {package} (pip install 'mqkit[{package.removeprefix('mqkit-')}]')"
+        hint = _install_hint(_PLUGIN_PACKAGES.get(scheme))
         known = ", ".join(f"{s}://" for s in sorted(_plugins(group))) or "none installed"
         raise UnknownSchemeError(f"no {what} for {scheme}:// ({known}){hint}")
     module_name, _, attr = target.partition(":")

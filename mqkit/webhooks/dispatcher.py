@@ -89,8 +89,6 @@ class Dispatcher:
         self.client = client or WebhookClient()
         self.schedule = schedule or Schedule()
         self.retry_topic = retry_topic
-        self.events_topic = events_topic
-        self.disable_after = disable_after
         self.breaker = breaker or Breaker()
         self.refresh = refresh
         self.in_flight = in_flight
@@ -102,6 +100,15 @@ class Dispatcher:
         )  # fmt: skip
         self._lanes: dict[str, Lane] = {}  # by endpoint id; each holds its endpoint
         self._budget = asyncio.Semaphore(in_flight)
+
+    # Kept by the endpoint health, which acts on them; readable here as before.
+    @property
+    def disable_after(self) -> float:
+        return self.health.disable_after
+
+    @property
+    def events_topic(self) -> str:
+        return self.health.events_topic
 
     # -- lifecycle ---------------------------------------------------------------------------
 

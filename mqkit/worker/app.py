@@ -34,7 +34,7 @@ from mqkit.service import RunningServices, ServiceSpec
 from mqkit.stats import HasStats
 from mqkit.worker.consumer import Consumer
 from mqkit.worker.fetch_gate import SharedLimits
-from mqkit.worker.subscriber import Declaration, SubscriberSpec
+from mqkit.worker.subscriber import SubscriberSpec, declare
 
 H = TypeVar("H", bound=Handler)
 Hook = Callable[[], Awaitable[None]]
@@ -100,7 +100,7 @@ class App:
         `concurrency` slots are free, and the fetch is held back once all of them wait.
         `adaptive=AdaptiveConcurrency(...)` moves the handlers allowed at once between 1 and
         `concurrency` on their latency and errors (see mqkit.adaptive)."""
-        declared = Declaration(
+        make_spec = declare(
             topic,
             shares_limits=self.limits_url is not None,
             group=group,
@@ -117,7 +117,7 @@ class App:
         )
 
         def register(handler: H) -> H:
-            self.subscribers.append(declared.spec(handler))
+            self.subscribers.append(make_spec(handler))
             return handler
 
         return register

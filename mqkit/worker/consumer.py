@@ -17,7 +17,7 @@ from mqkit.handlers import compile_handler
 from mqkit.middleware import CallNext, Context, Middleware, chain
 from mqkit.retry import RetryPolicy
 from mqkit.worker.feed import Feed
-from mqkit.worker.fetch_gate import FetchGate, Limits, SharedLimits
+from mqkit.worker.fetch_gate import Limits, SharedLimits, fetch_gate
 from mqkit.worker.middleware import counting, keyed_limit, replay_filter, retry_and_dead_letter
 from mqkit.worker.slots import Slots
 from mqkit.worker.subscriber import SubscriberSpec
@@ -59,17 +59,12 @@ class Consumer:
     async def start(self, broker: Broker) -> None:
         self._limits = Limits(self.spec.limit, self._shared_limits)
         self._call = self._chain(self._limits)
-        gate = FetchGate(self._limits.limiter if self.spec.rate_by is None else None)
         subscription = await broker.subscribe(
             self.spec.topic, group=self.spec.group, prefetch=self.spec.prefetch
         )
-
-        async def admit() -> None:
-            await self._slots.acquire()
-            await gate.wait()
-
-        admits = admit if gate.limited else self._slots.acquire
-        self._feed = Feed(subscription, self._handle, admits, name=f"mqkit-{self.spec.group}")
+        un_keyed = self._limits.limiter if self.spec.rate_by is None else None
+        admit = fetch_gate(self._slots.acquire, un_keyed)
+        self._feed = Feed(subscription, self._handle, admit, name=f"mqkit-{self.spec.group}")
 
     async def _handle(self, delivery: Delivery) -> None:
         assert self._call is not None

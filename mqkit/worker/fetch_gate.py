@@ -5,6 +5,7 @@ nothing is nacked, retried or dropped for it. Also where a subscriber's limiter 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mqkit.ratelimit import Limiter, LocalLimiter, Rate, acquire
@@ -57,13 +58,17 @@ class Limits:
             await self.limiter.close()
 
 
-class FetchGate:
-    """Passed before each fetch: free without a limit, else the limit's next turn."""
+def fetch_gate(
+    take_slot: Callable[[], Awaitable[object]], limiter: Limiter | None
+) -> Callable[[], Awaitable[object]]:
+    """What the consumer waits for before the next delivery: a handler slot, then (with an
+    un-keyed limit) the limit's next turn."""
+    if limiter is None:
+        return take_slot
+    gated = limiter
 
-    def __init__(self, limiter: Limiter | None) -> None:
-        self._limiter = limiter
-        self.limited = limiter is not None
+    async def admit() -> None:
+        await take_slot()
+        await acquire(gated)
 
-    async def wait(self) -> None:
-        if self._limiter is not None:
-            await acquire(self._limiter)
+    return admit

@@ -36,66 +36,57 @@ class SubscriberSpec:
         return f"{self.topic}/{self.group}"
 
 
-class Declaration:
-    """The arguments of `App.subscriber`, checked before the handler is known."""
+def declare(
+    topic: str,
+    *,
+    shares_limits: bool,
+    group: str | None,
+    concurrency: int,
+    prefetch: int | None,
+    retry: RetryPolicy | None,
+    middleware: Sequence[Middleware],
+    rate: str | float | None,
+    burst: int,
+    rate_key: str | None,
+    limiter: Limiter | None,
+    rate_by: Callable[[Message], str] | None,
+    adaptive: AdaptiveConcurrency | None,
+) -> Callable[[Handler], SubscriberSpec]:
+    """Check `App.subscriber`'s arguments now, before the handler is known; what makes the
+    spec once it is. `shares_limits`: the App has a limits_url for `rate_key=`."""
+    validate_topic(topic)
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    limit: RateLimit | Limiter | None = limiter
+    if rate is not None:
+        if limiter is not None:
+            raise ValueError("give rate= or limiter=, not both")
+        if rate_key is not None and not shares_limits:
+            raise ValueError("rate_key= shares a limit through Redis: give App(limits_url=)")
+        limit = RateLimit(Rate.parse(rate), burst, rate_key)
+    elif rate_key is not None:
+        raise ValueError("rate_key= needs rate=")
+    if rate_by is not None and limit is None:
+        raise ValueError("rate_by= needs rate= or limiter=")
+    if prefetch is None:
+        prefetch = max(10, 2 * concurrency)
+        if limit is not None and rate_by is None:  # waiting is in the broker, not here
+            prefetch = max(1, min(prefetch, limit.burst))
+    fetched = prefetch
 
-    def __init__(
-        self,
-        topic: str,
-        *,
-        shares_limits: bool,
-        group: str | None,
-        concurrency: int,
-        prefetch: int | None,
-        retry: RetryPolicy | None,
-        middleware: Sequence[Middleware],
-        rate: str | float | None,
-        burst: int,
-        rate_key: str | None,
-        limiter: Limiter | None,
-        rate_by: Callable[[Message], str] | None,
-        adaptive: AdaptiveConcurrency | None,
-    ) -> None:
-        """`shares_limits`: the App has a limits_url for `rate_key=`."""
-        validate_topic(topic)
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
-        limit: RateLimit | Limiter | None = limiter
-        if rate is not None:
-            if limiter is not None:
-                raise ValueError("give rate= or limiter=, not both")
-            if rate_key is not None and not shares_limits:
-                raise ValueError("rate_key= shares a limit through Redis: give App(limits_url=)")
-            limit = RateLimit(Rate.parse(rate), burst, rate_key)
-        elif rate_key is not None:
-            raise ValueError("rate_key= needs rate=")
-        if rate_by is not None and limit is None:
-            raise ValueError("rate_by= needs rate= or limiter=")
-        if prefetch is None:
-            prefetch = max(10, 2 * concurrency)
-            if limit is not None and rate_by is None:  # waiting is in the broker, not here
-                prefetch = max(1, min(prefetch, limit.burst))
-        self.topic = topic
-        self.group = group
-        self.concurrency = concurrency
-        self.prefetch = prefetch
-        self.retry = retry
-        self.middleware = list(middleware)
-        self.limit = limit
-        self.rate_by = rate_by
-        self.adaptive = adaptive
-
-    def spec(self, handler: Handler) -> SubscriberSpec:
+    def spec(handler: Handler) -> SubscriberSpec:
         compile_handler(handler)  # fail at import time, not at the first message
         return SubscriberSpec(
-            topic=self.topic,
-            group=self.group or default_group(handler),
+            topic=topic,
+            group=group or default_group(handler),
             handler=handler,
-            concurrency=self.concurrency,
-            prefetch=self.prefetch,
-            retry=self.retry,
-            middleware=self.middleware,
-            limit=self.limit,
-            rate_by=self.rate_by,
-            adaptive=self.adaptive,
+            concurrency=concurrency,
+            prefetch=fetched,
+            retry=retry,
+            middleware=list(middleware),
+            limit=limit,
+            rate_by=rate_by,
+            adaptive=adaptive,
         )
+
+    return spec
