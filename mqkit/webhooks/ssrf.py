@@ -72,9 +72,15 @@ def why_refused(address: IPAddress) -> str | None:
     return None
 
 
+# A resolver that never answers (an unreachable DNS server) would otherwise hold a delivery,
+# and the endpoint's slot, for as long as the system resolver retries.
+RESOLVE_TIMEOUT = 10.0
+
+
 class SsrfGuard:
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    def __init__(self, allow: Iterable[str] = (), resolve_timeout: float = RESOLVE_TIMEOUT) -> None:
         self.allow = [ipaddress.ip_network(n, strict=False) for n in allow]
+        self.resolve_timeout = resolve_timeout
         self._literals: dict[str, tuple[str, ...]] = {}
 
     def allowed(self, address: IPAddress) -> bool:
@@ -124,11 +130,16 @@ class SsrfGuard:
         if known is not None:
             return known
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            async with asyncio.timeout(self.resolve_timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
         except (socket.gaierror, UnicodeError) as exc:
             raise Unresolved(f"cannot resolve {host} ({exc})") from None
+        except TimeoutError:
+            raise Unresolved(
+                f"cannot resolve {host} (no answer within {self.resolve_timeout:g}s)"
+            ) from None
         addresses: list[str] = []
         for *_, sockaddr in infos:
             text = str(sockaddr[0]).split("%", 1)[0]  # an IPv6 zone id is not part of it

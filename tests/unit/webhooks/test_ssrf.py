@@ -112,3 +112,23 @@ async def test_dns_rebinding_between_check_and_connect_reaches_nothing() -> None
     assert connections == 0
     assert response.status is None and response.refused, response
     assert "loopback" in (response.error or "")
+
+
+async def test_a_resolver_that_never_answers_is_given_up_on() -> None:
+    """An unreachable DNS server: the check ends with a reason, not with the resolver."""
+    import asyncio
+    from typing import Any
+
+    loop = asyncio.get_running_loop()
+
+    async def silent(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    socket_getaddrinfo = loop.getaddrinfo
+    loop.getaddrinfo = silent  # type: ignore[method-assign]
+    try:
+        with pytest.raises(SsrfError, match=r"cannot resolve quiet.example \(no answer within"):
+            await SsrfGuard(resolve_timeout=0.2).check("http://quiet.example/")
+    finally:
+        loop.getaddrinfo = socket_getaddrinfo  # type: ignore[method-assign]
