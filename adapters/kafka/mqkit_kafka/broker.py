@@ -1,7 +1,10 @@
 """`kafka://host:9092[,host2:9092]`: Apache Kafka through aiokafka.
 
 - Producer: idempotent, acks=all; the key picks the partition, so order per key holds.
-- Topics are created on first use with `?partitions=6` partitions and `?replication=1`.
+- Topics are created on first use with `?partitions=6` partitions, replicated to
+  `?replication=` brokers (default: 3, or every broker of a smaller cluster) with
+  `min.insync.replicas` a majority of them (2 of 3), so that an acknowledged publish is on two
+  brokers before it counts.
 - Groups are Kafka consumer groups; see subscription.py for acks, order, nacks and
   rebalances. A new group starts at the oldest retained record (named groups) or the next
   one (private subscriptions), so `replay` is Kafka's retention.
@@ -49,11 +52,28 @@ OVERHEAD = 64 * 1024  # headers and record framing on top of the body limit
 
 PARTITIONS = options.integer("partitions", "6", "partitions of the topics mqkit creates", minimum=1)
 REPLICATION = options.integer(
-    "replication", "1", "replication factor of the topics mqkit creates", minimum=1
+    "replication",
+    "0",
+    "replication factor of the topics mqkit creates (0: 3, or all brokers when fewer)",
 )
+MIN_INSYNC = options.integer(
+    "min_insync",
+    "0",
+    "min.insync.replicas of the topics mqkit creates (0: a majority of the replicas, at most"
+    " replication - 1)",
+)
+# Production's usual replication: one broker can be lost, and one more restarted, with every
+# acknowledged write still on a replica.
+DEFAULT_REPLICATION = 3
 MAX_INLINE_DELAY = options.duration(
     "max_inline_delay", "60s", "longer nack delays go through the group's retry topic"
 )
+
+
+def majority(replicas: int) -> int:
+    """min.insync.replicas for a replication factor: a majority (2 of 3, 3 of 5), yet one
+    fewer than all (1 of 2), so that losing one broker never stops the writes."""
+    return max(1, min(replicas // 2 + 1, replicas - 1))
 
 
 class KafkaBroker(Broker):
@@ -67,7 +87,7 @@ class KafkaBroker(Broker):
         selective_ack=False,  # one committed offset per partition
     )
 
-    OPTIONS = (*Broker.OPTIONS, PARTITIONS, REPLICATION, MAX_INLINE_DELAY)
+    OPTIONS = (*Broker.OPTIONS, PARTITIONS, REPLICATION, MIN_INSYNC, MAX_INLINE_DELAY)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -76,7 +96,8 @@ class KafkaBroker(Broker):
             raise ConfigurationError(f"kafka URL names no broker: {self.safe_url}")
         self.bootstrap = parts.netloc.rsplit("@", 1)[-1]
         self.partitions = self.option(PARTITIONS)
-        self.replication = self.option(REPLICATION)
+        self.replication = self.option(REPLICATION)  # 0 until the cluster is known
+        self.min_insync = self.option(MIN_INSYNC)
         self.max_inline_delay = self.option(MAX_INLINE_DELAY)
         self.subscriptions: set[KafkaSubscription] = set()
         self._producer: AIOKafkaProducer | None = None
@@ -118,9 +139,12 @@ class KafkaBroker(Broker):
             async with asyncio.timeout(15):
                 await self._producer.start()
                 await self._admin.start()
+                brokers = len((await self._admin.describe_cluster())["brokers"])
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._stop_clients()
             raise BrokerUnavailableError(f"cannot reach Kafka at {self.safe_url}: {exc}") from exc
+        self.replication = self.replication or min(DEFAULT_REPLICATION, brokers)
+        self.min_insync = self.min_insync or majority(self.replication)
 
     async def _renew_producer(self, broken: AIOKafkaProducer) -> None:
         """Replace a producer whose idempotence state the broker no longer accepts (after a
@@ -179,7 +203,10 @@ class KafkaBroker(Broker):
             topic,
             self.partitions,
             self.replication,
-            topic_configs={"max.message.bytes": str(self.max_message_bytes + OVERHEAD)},
+            topic_configs={
+                "max.message.bytes": str(self.max_message_bytes + OVERHEAD),
+                "min.insync.replicas": str(self.min_insync),
+            },
         )
         try:
             response = await self._admin.create_topics([new], timeout_ms=15_000)
