@@ -2,8 +2,10 @@
 
 - A topic is a durable topic exchange; a group is a durable queue bound to it with `#`
   (fan-out across groups, competing consumers within one); a subscription without a group
-  gets an exclusive, auto-deleted queue of its own. `?queue_type=quorum` declares quorum
-  queues (replicated; they also count deliveries).
+  gets an exclusive, auto-deleted queue of its own. Groups' queues are quorum queues
+  (replicated; they also count deliveries) when the URL names several hosts (a cluster, see
+  failover.py), classic ones on a single node; `?queue_type=classic|quorum` chooses. Delay
+  queues follow, quorum ones dead-lettering at least once.
 - Publishes are persistent and wait for the publisher confirm.
 - Consumers ack manually with a bounded prefetch (`basic.qos`).
 - Nack publishes a copy carrying the attempt count to the group's queue (or, with a delay, to
@@ -27,7 +29,6 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -44,13 +45,17 @@ from mqkit.errors import BrokerUnavailableError
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit.wire import DLQ_GROUP
+from mqkit_rabbitmq.failover import FailoverConnection, hosts
 from mqkit_rabbitmq.subscription import RabbitSubscription
 from mqkit_rabbitmq.wire import amqp_url, group_queue, to_amqp
 
 log = logging.getLogger("mqkit.rabbitmq")
 
 QUEUE_TYPE = options.choice(
-    "queue_type", "classic", ("classic", "quorum"), "the type of the queues groups declare"
+    "queue_type",
+    "auto",
+    ("auto", "classic", "quorum"),
+    "the type of the queues groups declare (auto: quorum when the URL names several hosts)",
 )
 CONNECT_TIMEOUT = options.duration("connect_timeout", "10s", "how long connecting may take")
 MQKIT_OPTIONS = {o.name for o in (*options.COMMON, QUEUE_TYPE, CONNECT_TIMEOUT)}
@@ -87,7 +92,11 @@ class RabbitBroker(Broker):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self.queue_args: dict[str, Any] = {"x-queue-type": self.option(QUEUE_TYPE)}
+        self.hosts = hosts(amqp_url(url, MQKIT_OPTIONS))
+        queue_type = self.option(QUEUE_TYPE)
+        if queue_type == "auto":
+            queue_type = "quorum" if len(self.hosts) > 1 else "classic"
+        self.queue_args: dict[str, Any] = {"x-queue-type": queue_type}
         self.connect_timeout = self.option(CONNECT_TIMEOUT)
         self.subscriptions: set[RabbitSubscription] = set()
         # RabbitMQ 3.10 crashes the whole connection (INTERNAL_ERROR, `badmatch noproc` in
@@ -110,12 +119,10 @@ class RabbitBroker(Broker):
 
     async def _start(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(
-                amqp_url(self.url, MQKIT_OPTIONS),
-                timeout=self.connect_timeout,
-                reconnect_interval=0.5,
-                client_properties={"connection_name": "mqkit"},
+            self._connection = FailoverConnection(
+                self.hosts, reconnect_interval=0.5, client_properties={"connection_name": "mqkit"}
             )
+            await self._connection.connect(timeout=self.connect_timeout)
             self._channel = await self._connection.channel(publisher_confirms=True)
         except (AMQPError, OSError, TimeoutError, ConnectionError) as exc:
             raise BrokerUnavailableError(
@@ -189,6 +196,17 @@ class RabbitBroker(Broker):
             }
             if routing_key is not None:
                 arguments["x-dead-letter-routing-key"] = routing_key
+            if self.queue_args["x-queue-type"] == "quorum":
+                # A delayed message must outlive the node it waits on, and reach its target
+                # even if that node dies as it expires: at-least-once dead-lettering (which
+                # needs reject-publish overflow) instead of the default at-most-once.
+                arguments.update(
+                    {
+                        "x-queue-type": "quorum",
+                        "x-dead-letter-strategy": "at-least-once",
+                        "x-overflow": "reject-publish",
+                    }
+                )
             await self._channel.declare_queue(name, durable=True, arguments=arguments)
             self._delay_queues.add(name)
         return name
