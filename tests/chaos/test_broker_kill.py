@@ -16,35 +16,13 @@ from pathlib import Path
 import pytest
 
 import mqkit
-from tests.support.chaos import Tally, Worker, handled, kill_and_start
+from tests.support.chaos import Tally, Worker, handled, kill_and_start, publish_all
 from tests.support.services import URLS
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 TOTAL = 10_000
-BATCH = 50
-
-
-async def publish_all(
-    broker: mqkit.Broker, topic: str, confirmed: dict[str, float], *, pace: float = 0.005
-) -> int:
-    """Publish TOTAL messages in batches, each batch again (same ids) until it lands;
-    records when each was confirmed. Returns how many publish attempts failed."""
-    failures = 0
-    for i in range(0, TOTAL, BATCH):
-        batch = [mqkit.Message.create(topic, f"m{i + j}") for j in range(BATCH)]
-        while True:
-            try:
-                await broker.publish_batch(batch)
-                break
-            except mqkit.BrokerUnavailableError:
-                failures += 1
-                await asyncio.sleep(0.2)
-        now = time.monotonic()
-        confirmed.update((m.id, now) for m in batch)
-        await asyncio.sleep(pace)
-    return failures
 
 
 @pytest.mark.timeout(420)  # two crash recoveries of a JVM broker on a loaded 2-core machine
@@ -72,7 +50,7 @@ async def test_broker_sigkill_loses_nothing(service: str) -> None:
 
         consumer = asyncio.create_task(consume())
         started = time.monotonic()
-        failures, _ = await asyncio.gather(publish_all(broker, topic, confirmed), chaos())
+        failures, _ = await asyncio.gather(publish_all(broker, topic, confirmed, TOTAL), chaos())
         tally.sent = set(confirmed)
         try:
             await wait_until(lambda: tally.sent <= tally.received.keys(), 180, "all received")
@@ -126,7 +104,7 @@ async def test_sqlite_worker_sigkill_loses_nothing(tmp_path: Path) -> None:
                 )
                 resumed.append(time.monotonic() - up)
 
-        await asyncio.gather(publish_all(broker, topic, confirmed, pace=0.01), chaos())
+        await asyncio.gather(publish_all(broker, topic, confirmed, TOTAL, pace=0.01), chaos())
     tally.sent = set(confirmed)
     try:
         await wait_until(lambda: tally.sent <= handled(log).keys(), 120, "all handled")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,37 @@ async def published_for(url: str, topic: str, group: str, n: int) -> list[mqkit.
         batch = [mqkit.Message.create(topic, f"m{i}") for i in range(n)]
         await broker.publish_batch(batch)
     return batch
+
+
+async def publish_all(
+    broker: mqkit.Broker,
+    topic: str,
+    confirmed: dict[str, float],
+    total: int,
+    *,
+    pace: float = 0.005,
+    batch_size: int = 50,
+    quota: Callable[[], int] = lambda: sys.maxsize,
+) -> int:
+    """Publish `total` messages in batches, each batch again (same ids) until it lands;
+    records when each was confirmed. Returns how many publish attempts failed. The case
+    paces it through `quota()`: no batch starts past that many messages."""
+    failures = 0
+    for i in range(0, total, batch_size):
+        while i >= quota():
+            await asyncio.sleep(0.02)
+        batch = [mqkit.Message.create(topic, f"m{i + j}") for j in range(batch_size)]
+        while True:
+            try:
+                await broker.publish_batch(batch)
+                break
+            except mqkit.BrokerUnavailableError:
+                failures += 1
+                await asyncio.sleep(0.2)
+        now = time.monotonic()
+        confirmed.update((m.id, now) for m in batch)
+        await asyncio.sleep(pace)
+    return failures
 
 
 async def kill_and_start(service: str) -> float:

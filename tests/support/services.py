@@ -18,22 +18,43 @@ URLS = {
     "redis": os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 REDIS = URLS["redis"]
+# The replicated clusters (scripts/services up clusters), for the tests marked `cluster`.
+CLUSTER_URLS = {
+    "kafka-cluster": os.environ.get(
+        "MQKIT_TEST_KAFKA_CLUSTER_URL", "kafka://127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+    ),
+    "rabbitmq-cluster": os.environ.get(
+        "MQKIT_TEST_AMQP_CLUSTER_URL",
+        "amqp://guest:guest@127.0.0.1:5681,127.0.0.1:5682,127.0.0.1:5683/mqkit-test",
+    ),
+    "redis-sentinel": os.environ.get(
+        "MQKIT_TEST_REDIS_SENTINEL_URL",
+        "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/mqkit/0",
+    ),
+    "redis-cluster": os.environ.get(
+        "MQKIT_TEST_REDIS_CLUSTER_URL",
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
+    ),
+}
 POSTGRES = os.environ.get(
     "MQKIT_TEST_POSTGRES_URL", "postgresql://mqkit:mqkit@127.0.0.1:5432/mqkit"
 )
 
 
-async def services(command: str, name: str) -> None:
-    """Run scripts/services COMMAND NAME (restart, kill, up) and fail loudly if it fails."""
+async def services(command: str, name: str, *node: str) -> str:
+    """Run scripts/services COMMAND NAME [NODE] (restart, kill, up, which) and fail loudly if
+    it fails; what it printed on stdout (the node, for kill and which on a cluster)."""
     process = await asyncio.create_subprocess_exec(
         str(ROOT / "scripts" / "services"),
         command,
         name,
+        *node,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
     )
-    out, _ = await process.communicate()
-    assert process.returncode == 0, out.decode()
+    out, err = await process.communicate()
+    assert process.returncode == 0, (out + err).decode()
+    return out.decode().strip()
 
 
 def backend_url(backend: str, tmp_path: Path) -> str:
