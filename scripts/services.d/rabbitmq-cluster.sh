@@ -22,8 +22,14 @@ rabbitmq_cluster_node_ping() {
     [[ "$(rabbitmq_cluster_members "$1" | wc -w)" == 3 ]]
 }
 
+# Whole again only once no node is quorum-critical: a node that was restarted takes a while to
+# bring its quorum queue members back in line, and losing another node before then left a
+# queue without a leader that accepts writes (a chaos run stalled on it).
 rabbitmq_cluster_ping() {
   local n; for n in $(rabbitmq_cluster_nodes); do rabbitmq_cluster_node_ping "$n" || return 1; done
+  for n in $(rabbitmq_cluster_nodes); do
+    rabbitmq-queues -n "$(rabbitmq_cluster_name "$n")" -q check_if_node_is_quorum_critical >/dev/null 2>&1 || return 1
+  done
 }
 
 rabbitmq_cluster_config() {

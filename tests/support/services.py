@@ -65,3 +65,21 @@ def backend_url(backend: str, tmp_path: Path) -> str:
     if backend == "redis":
         return URLS["redis"] + "?lease=5s"
     return URLS[backend]
+
+
+async def rabbitmq_cluster_consumers(queue: str, vhost: str = "mqkit-test") -> int:
+    """How many consumers the RabbitMQ cluster counts on `queue`, asked of a running node."""
+    for node in (1, 2, 3):
+        process = await asyncio.create_subprocess_exec(
+            "rabbitmqctl", "-n", f"mqkit-{node}@localhost", "-q", "list_queues", "-p", vhost,
+            "name", "consumers", "--no-table-headers",
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        if process.returncode == 0:
+            for line in out.decode().splitlines():
+                name, _, count = line.rpartition("\t")
+                if name == queue:
+                    return int(count)
+            raise AssertionError(f"the cluster has no queue {queue}")
+    raise AssertionError("no RabbitMQ cluster node answers")

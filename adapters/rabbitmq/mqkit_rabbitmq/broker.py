@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,7 +42,7 @@ from mqkit import options
 from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.deadline import within_deadline
-from mqkit.errors import BrokerUnavailableError
+from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit.wire import DLQ_GROUP
@@ -57,8 +58,14 @@ QUEUE_TYPE = options.choice(
     ("auto", "classic", "quorum"),
     "the type of the queues groups declare (auto: quorum when the URL names several hosts)",
 )
+HOST_ORDER = options.choice(
+    "host_order",
+    "random",
+    ("random", "listed"),
+    "which of several hosts is tried first (random spreads connections and queue leaders)",
+)
 CONNECT_TIMEOUT = options.duration("connect_timeout", "10s", "how long connecting may take")
-MQKIT_OPTIONS = {o.name for o in (*options.COMMON, QUEUE_TYPE, CONNECT_TIMEOUT)}
+MQKIT_OPTIONS = {o.name for o in (*options.COMMON, QUEUE_TYPE, HOST_ORDER, CONNECT_TIMEOUT)}
 # What aio-pika and aiormq read from the URL themselves.
 AMQP_CLIENT_OPTIONS = frozenset(
     {"auth", "cafile", "capath", "cadata", "certfile", "keyfile", "no_verify_ssl", "heartbeat",
@@ -87,7 +94,7 @@ class RabbitBroker(Broker):
         selective_ack=True,
     )
 
-    OPTIONS = (*Broker.OPTIONS, QUEUE_TYPE, CONNECT_TIMEOUT)
+    OPTIONS = (*Broker.OPTIONS, QUEUE_TYPE, HOST_ORDER, CONNECT_TIMEOUT)
     CLIENT_OPTIONS = AMQP_CLIENT_OPTIONS
 
     def __init__(self, url: str) -> None:
@@ -98,6 +105,7 @@ class RabbitBroker(Broker):
             queue_type = "quorum" if len(self.hosts) > 1 else "classic"
         self.queue_args: dict[str, Any] = {"x-queue-type": queue_type}
         self.connect_timeout = self.option(CONNECT_TIMEOUT)
+        self.shuffle_hosts = self.option(HOST_ORDER) == "random"
         self.subscriptions: set[RabbitSubscription] = set()
         # RabbitMQ 3.10 crashes the whole connection (INTERNAL_ERROR, `badmatch noproc` in
         # rabbit_quorum_queue:consume) when a consume reaches a quorum queue whose Raft
@@ -120,7 +128,10 @@ class RabbitBroker(Broker):
     async def _start(self) -> None:
         try:
             self._connection = FailoverConnection(
-                self.hosts, reconnect_interval=0.5, client_properties={"connection_name": "mqkit"}
+                self.hosts,
+                shuffle=self.shuffle_hosts,
+                reconnect_interval=0.5,
+                client_properties={"connection_name": "mqkit"},
             )
             await self._connection.connect(timeout=self.connect_timeout)
             self._channel = await self._connection.channel(publisher_confirms=True)
@@ -148,13 +159,33 @@ class RabbitBroker(Broker):
 
     async def _confirmed(self, what: str, attempt: Callable[[], Awaitable[object]]) -> None:
         """`attempt` until the broker confirms it, through a reconnection of the robust
-        connection, within `publish_timeout`."""
-        await within_deadline(
-            attempt,
-            timeout=self.publish_timeout,
-            what=f"{what} to RabbitMQ at {self.safe_url}",
-            retry=(AMQPError, ConnectionError, RuntimeError),
-        )
+        connection, within `publish_timeout`.
+
+        A publish that times out leaves a new channel for the next one. After a quorum
+        queue's leader died, RabbitMQ 3.10 never confirmed anything more on a channel that
+        had publishes in flight to it, though the queue had a new leader and a fresh channel
+        on the same connection was confirmed at once (the cluster chaos case stalled on it)."""
+        try:
+            await within_deadline(
+                attempt,
+                timeout=self.publish_timeout,
+                what=f"{what} to RabbitMQ at {self.safe_url}",
+                retry=(AMQPError, ConnectionError, RuntimeError),
+            )
+        except PublishTimeoutError:
+            await self._new_channel()
+            raise
+
+    async def _new_channel(self) -> None:
+        stale, self._channel = self._channel, None
+        self._exchanges.clear()  # declared through the stale channel
+        with contextlib.suppress(AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            async with asyncio.timeout(self.connect_timeout):
+                self._channel = await self.connection.channel(publisher_confirms=True)
+        if self._channel is None:  # the connection is away: the robust one brings it back
+            self._channel = stale
+        elif stale is not None:
+            await finish_within(stale.close(), 1.0, "closing a RabbitMQ channel that stalled")
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
         async def send() -> None:

@@ -1,6 +1,7 @@
 """`amqp://user:pass@node1:5672,node2:5672,node3:5672/vhost`: a cluster named by several
 hosts. The connection is to one node at a time, the first one picked at random (quorum queues
-get their leader on the node that declares them, so clients spread the leaders); when it is
+get their leader on the node that declares them, so clients spread the leaders), or the first
+one listed with `?host_order=listed` (a preferred node); when it is
 lost the next node is tried first (the one just lost goes to the back), and every host in
 turn until one answers. The robust
 connection then re-declares the exchanges, queues and bindings on the node it reached and
@@ -28,9 +29,10 @@ def hosts(url: str) -> list[str]:
 
 
 class FailoverConnection(RobustConnection):
-    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
+    def __init__(self, urls: Sequence[str], *, shuffle: bool = True, **kwargs: Any) -> None:
         self.hosts = tuple(URL(u) for u in urls)
-        self._next = random.randrange(len(self.hosts))  # where the next attempt starts
+        # Where the next attempt starts.
+        self._next = random.randrange(len(self.hosts)) if shuffle else 0
         super().__init__(self.hosts[0], **kwargs)
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
