@@ -33,7 +33,10 @@ _BUILT_IN = {
 }
 
 # Which distribution provides the stores and limiters for a scheme (only mqkit-redis does).
-_PLUGIN_PACKAGES = {"redis": "mqkit-redis", "rediss": "mqkit-redis", "unix": "mqkit-redis"}
+_PLUGIN_PACKAGES = {
+    scheme: "mqkit-redis"
+    for scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+}
 
 # The stores the core provides itself, found by scheme like those adapters register.
 _SQL_HALF_STORE = "mqkit.half.sql:SqlHalfStore"
@@ -52,6 +55,8 @@ KNOWN_PACKAGES = {
     "redis": "mqkit-redis",
     "rediss": "mqkit-redis",
     "redis+pubsub": "mqkit-redis",
+    "redis+sentinel": "mqkit-redis",
+    "rediss+sentinel": "mqkit-redis",
 }
 
 

@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 URLS = {
@@ -39,6 +41,15 @@ CLUSTER_URLS = {
 POSTGRES = os.environ.get(
     "MQKIT_TEST_POSTGRES_URL", "postgresql://mqkit:mqkit@127.0.0.1:5432/mqkit"
 )
+
+
+def store_params(names: list[str]) -> list[object]:
+    """pytest params for a fixture named by backend: those that are clusters
+    (CLUSTER_URLS, e.g. redis-sentinel) marked `cluster`."""
+    return [
+        pytest.param(name, marks=pytest.mark.cluster) if name in CLUSTER_URLS else name
+        for name in names
+    ]
 
 
 async def services(command: str, name: str, *node: str) -> str:

@@ -19,6 +19,7 @@ from mqkit.deadline import within_deadline
 from mqkit.errors import BrokerUnavailableError
 from mqkit.leasing import LEASE
 from mqkit.urls import mask
+from mqkit_redis import sentinel
 
 T = TypeVar("T")
 
@@ -26,7 +27,15 @@ T = TypeVar("T")
 MAXLEN = options.integer("maxlen", "1000000", "streams are trimmed to about this many entries")
 PREFIX = options.text("prefix", "mqkit:", "what every key mqkit writes starts with")
 BLOCK = options.duration("block", "100ms", "how long one XREADGROUP waits for entries")
-MQKIT_OPTIONS = {o.name for o in (*options.COMMON, LEASE, MAXLEN, PREFIX, BLOCK)}
+WAIT = options.integer(
+    "wait", "0", "replicas that must have each publish before it returns (Redis WAIT); 0: none"
+)
+WAIT_TIMEOUT = options.duration(
+    "wait_timeout", "1s", "how long a publish waits for `wait` replicas before it fails"
+)
+MQKIT_OPTIONS = {
+    o.name for o in (*options.COMMON, LEASE, MAXLEN, PREFIX, BLOCK, WAIT, WAIT_TIMEOUT)
+}
 # The query options redis-py reads from a URL itself, and connection keywords it passes on.
 CLIENT_OPTIONS = frozenset(
     {*URL_QUERY_ARGUMENT_PARSERS, "password", "username", "client_name", "ssl_keyfile",
@@ -53,21 +62,24 @@ def connect(
     retries: int = 3,
 ) -> aioredis.Redis:
     """The one way mqkit makes a Redis client (brokers, stores, limiters): keepalive, health
-    checks, and commands retried through short outages (a restart, a failover).
+    checks, and commands retried through short outages (a restart, a failover). A
+    `redis+sentinel://` URL gives a client of the primary its Sentinels name (sentinel.py).
 
     `socket_timeout` None suits the brokers, whose XREADGROUP BLOCK and pub/sub reads wait
     on purpose; the stores bound each command. `retries=0` suits a caller that has an
     outage policy of its own (the shared limiter) and must learn of an outage at once."""
-    return aioredis.Redis.from_url(
-        redis_url(url),
-        decode_responses=False,
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    connection: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": socket_timeout,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if urlsplit(url).scheme in sentinel.SCHEMES:
+        return sentinel.connect(url, **connection)
+    return aioredis.Redis.from_url(redis_url(url), **connection)
 
 
 # A command of a store answers in milliseconds; past this Redis is taken to be away.

@@ -10,6 +10,10 @@
   copy in a sorted set (`mqkit:delay:...`) instead; a Lua script run by the consumers moves
   due entries into the stream, timed by the Redis server's clock, never the clients'.
 - Delayed publishes wait the same way in `mqkit:delay:{topic}` and then enter the stream.
+- `?wait=N`: a publish returns once N replicas have it too (Redis WAIT, for at most
+  `?wait_timeout=1s`; fewer is retried, then a PublishTimeoutError). Replication is
+  asynchronous, so without it an acked publish that only the primary had is lost when a
+  replica is promoted in its place.
 
 Durability is Redis's own: with AOF (`appendonly yes`, fsync every second) an acked publish
 survives a restart, losing at most the last second on a crash of the machine; without AOF
@@ -27,16 +31,23 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from mqkit.broker import Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.leasing import LeasedSubscription, LeasingBroker
 from mqkit.message import Message
+from mqkit.urls import mask
 from mqkit_redis import client as redis_client
 from mqkit_redis.fields import to_fields
 from mqkit_redis.lease import StreamLease
 from mqkit_redis.scripts import MOVE_DUE, SCHEDULE
 
 log = logging.getLogger("mqkit.redis")
+
+
+class ReplicationError(RedisConnectionError):
+    """Fewer replicas than `?wait=` acknowledged a publish in time: retried like an outage."""
 
 
 class RedisStreamsBroker(LeasingBroker):
@@ -50,7 +61,14 @@ class RedisStreamsBroker(LeasingBroker):
         selective_ack=True,
     )
 
-    OPTIONS = (*LeasingBroker.OPTIONS, redis_client.MAXLEN, redis_client.PREFIX, redis_client.BLOCK)
+    OPTIONS = (
+        *LeasingBroker.OPTIONS,
+        redis_client.MAXLEN,
+        redis_client.PREFIX,
+        redis_client.BLOCK,
+        redis_client.WAIT,
+        redis_client.WAIT_TIMEOUT,
+    )
     CLIENT_OPTIONS = redis_client.CLIENT_OPTIONS
 
     def __init__(self, url: str) -> None:
@@ -58,6 +76,8 @@ class RedisStreamsBroker(LeasingBroker):
         self.maxlen: int | None = self.option(redis_client.MAXLEN) or None
         self.prefix = self.option(redis_client.PREFIX)
         self.block_ms = int(self.option(redis_client.BLOCK) * 1000)
+        self.wait_replicas = self.option(redis_client.WAIT)
+        self.wait_ms = max(1, int(self.option(redis_client.WAIT_TIMEOUT) * 1000))
         self.client = redis_client.connect(url)
         self.move_due = self.client.register_script(MOVE_DUE)
         self.schedule = self.client.register_script(SCHEDULE)
@@ -98,7 +118,7 @@ class RedisStreamsBroker(LeasingBroker):
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
         self._written.update(m.topic for m in messages)
-        if len(messages) == 1 and not delay:
+        if len(messages) == 1 and not delay and not self.wait_replicas:
             message = messages[0]
             fields: Any = to_fields(message)
             await redis_client.within(
@@ -118,7 +138,16 @@ class RedisStreamsBroker(LeasingBroker):
                     await self.park(pipe, self.delay_key(message.topic), fields, delay)
                 else:
                     pipe.xadd(message.topic, fields)  # type: ignore[arg-type]
-            await pipe.execute()
+            if self.wait_replicas:
+                pipe.wait(self.wait_replicas, self.wait_ms)
+            replies = await pipe.execute()
+            if self.wait_replicas and replies[-1] < self.wait_replicas:
+                # Asynchronous replication: what only the primary has is lost with it. The
+                # caller sends again (the same ids; a consumer may then see it twice).
+                raise ReplicationError(
+                    f"publish to {mask(self.url)}: {replies[-1]} of {self.wait_replicas} "
+                    f"replicas had it within {self.wait_ms} ms"
+                )
 
         await redis_client.within(self.publish_timeout, self.url, "publish", send)
 

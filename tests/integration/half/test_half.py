@@ -26,7 +26,7 @@ from mqkit.half import (
     store_for,
 )
 from mqkit.message import Message
-from tests.support.services import POSTGRES
+from tests.support.services import CLUSTER_URLS, POSTGRES, store_params
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -34,10 +34,13 @@ STORES: dict[str, Callable[[Path], HalfStore]] = {
     "sqlite": lambda tmp: store_for(f"sqlite:///{tmp / 'half.db'}"),
     "postgresql": lambda tmp: store_for(POSTGRES),
     "redis": lambda tmp: RedisHalfStore(REDIS, prefix=f"test:{uuid.uuid4().hex}:"),
+    "redis-sentinel": lambda tmp: RedisHalfStore(
+        CLUSTER_URLS["redis-sentinel"], prefix=f"test:{uuid.uuid4().hex}:"
+    ),
 }
 
 
-@pytest.fixture(params=list(STORES))
+@pytest.fixture(params=store_params(list(STORES)))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HalfStore]:
     s = STORES[request.param](tmp_path)
     yield s

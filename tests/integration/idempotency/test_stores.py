@@ -17,6 +17,7 @@ from sqlalchemy import Column, MetaData, String, Table, func, insert, select
 import mqkit
 from mqkit.idempotency import Claim, IdempotencyStore, MemoryStore, SqliteStore, idempotent
 from mqkit.idempotency.sql import SqlStore
+from tests.support.services import CLUSTER_URLS, store_params
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES = os.environ.get(
@@ -27,12 +28,15 @@ STORES: dict[str, Callable[[Path], IdempotencyStore]] = {
     "memory": lambda tmp: MemoryStore(),
     "sqlite": lambda tmp: SqliteStore(tmp / "processed.db"),
     "redis": lambda tmp: RedisStore(REDIS, prefix=f"test:{uuid.uuid4().hex}:"),
+    "redis-sentinel": lambda tmp: RedisStore(
+        CLUSTER_URLS["redis-sentinel"], prefix=f"test:{uuid.uuid4().hex}:"
+    ),
     "sql-sqlite": lambda tmp: SqlStore(f"sqlite:///{tmp / 'sql.db'}"),
     "sql-postgresql": lambda tmp: SqlStore(POSTGRES),
 }
 
 
-@pytest.fixture(params=list(STORES))
+@pytest.fixture(params=store_params(list(STORES)))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[IdempotencyStore]:
     s = STORES[request.param](tmp_path)
     yield s

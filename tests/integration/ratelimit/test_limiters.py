@@ -15,6 +15,7 @@ from mqkit_redis.limiter import RedisLimiter
 from mqkit.errors import ConfigurationError
 from mqkit.ratelimit import LocalLimiter, Permit, Rate, RateLimitedError, acquire
 from tests.support.ratelimit import Clock
+from tests.support.services import CLUSTER_URLS, store_params
 
 REDIS = os.environ.get("MQKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -75,8 +76,8 @@ async def test_acquire_waits_or_raises_at_its_deadline() -> None:
 # -- Redis -----------------------------------------------------------------------------------
 
 
-def redis_limiter(**options: object) -> RedisLimiter:
-    return RedisLimiter(REDIS, name=f"test-{uuid.uuid4().hex[:8]}", **options)  # type: ignore[arg-type]
+def redis_limiter(url: str = REDIS, **options: object) -> RedisLimiter:
+    return RedisLimiter(url, name=f"test-{uuid.uuid4().hex[:8]}", **options)  # type: ignore[arg-type]
 
 
 async def timed(call: Awaitable[Permit]) -> tuple[Permit, float, float]:
@@ -87,8 +88,11 @@ async def timed(call: Awaitable[Permit]) -> tuple[Permit, float, float]:
     return permit, started, time.monotonic()
 
 
-async def test_redis_limiter_books_bursts_and_intervals_on_the_server_clock() -> None:
-    limiter = redis_limiter(rate="10/s", burst=3)
+@pytest.mark.parametrize("server", store_params(["redis", "redis-sentinel"]))
+async def test_redis_limiter_books_bursts_and_intervals_on_the_server_clock(server: str) -> None:
+    limiter = redis_limiter(
+        REDIS if server == "redis" else CLUSTER_URLS[server], rate="10/s", burst=3
+    )
     try:
         calls = [await timed(limiter.reserve()) for _ in range(5)]
         assert [p.wait for p, _, _ in calls[:3]] == [0, 0, 0]
