@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -177,14 +176,18 @@ class RabbitBroker(Broker):
             raise
 
     async def _new_channel(self) -> None:
-        stale, self._channel = self._channel, None
-        self._exchanges.clear()  # declared through the stale channel
-        with contextlib.suppress(AMQPError, ConnectionError, RuntimeError, TimeoutError):
+        """Swap in a new publishing channel once it is open (publishes meanwhile keep using
+        the old one); when the connection is away, keep the old one, which the robust
+        connection restores."""
+        stale = self._channel
+        try:
             async with asyncio.timeout(self.connect_timeout):
-                self._channel = await self.connection.channel(publisher_confirms=True)
-        if self._channel is None:  # the connection is away: the robust one brings it back
-            self._channel = stale
-        elif stale is not None:
+                fresh = await self.connection.channel(publisher_confirms=True)
+        except (AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            return
+        self._channel = fresh
+        self._exchanges.clear()  # declared through the stale channel
+        if stale is not None:
             await finish_within(stale.close(), 1.0, "closing a RabbitMQ channel that stalled")
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:

@@ -1,11 +1,10 @@
 """`amqp://user:pass@node1:5672,node2:5672,node3:5672/vhost`: a cluster named by several
-hosts. The connection is to one node at a time, the first one picked at random (quorum queues
-get their leader on the node that declares them, so clients spread the leaders), or the first
-one listed with `?host_order=listed` (a preferred node); when it is
-lost the next node is tried first (the one just lost goes to the back), and every host in
-turn until one answers. The robust
-connection then re-declares the exchanges, queues and bindings on the node it reached and
-resumes every consumer there, as it does after a restart of a single node."""
+hosts. The connection is to one node at a time: at first a random one (a quorum queue gets
+its leader on the node that declares it, so clients spread the leaders), or the first listed
+with `?host_order=listed` (a preferred node); after a loss the next one (the node just lost
+goes to the back), and every host in turn until one answers. The robust connection then
+re-declares the exchanges, queues and bindings on the node it reached and resumes every
+consumer there, as it does after a restart of a single node."""
 
 from __future__ import annotations
 
