@@ -35,7 +35,15 @@ _BUILT_IN = {
 # Which distribution provides the stores and limiters for a scheme (only mqkit-redis does).
 _PLUGIN_PACKAGES = {
     scheme: "mqkit-redis"
-    for scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+    for scheme in (
+        "redis",
+        "rediss",
+        "unix",
+        "redis+sentinel",
+        "rediss+sentinel",
+        "redis+cluster",
+        "rediss+cluster",
+    )
 }
 
 # The stores the core provides itself, found by scheme like those adapters register.
@@ -57,6 +65,8 @@ KNOWN_PACKAGES = {
     "redis+pubsub": "mqkit-redis",
     "redis+sentinel": "mqkit-redis",
     "rediss+sentinel": "mqkit-redis",
+    "redis+cluster": "mqkit-redis",
+    "rediss+cluster": "mqkit-redis",
 }
 
 

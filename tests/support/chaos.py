@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mqkit
 from tests.support.services import ROOT, services
+from tests.support.waiting import wait_until
 
 # Every case's counts, printed after the run by tests/chaos/conftest.py (CI shows them).
 REPORTS: list[str] = []
@@ -138,3 +139,99 @@ async def kill_and_start(service: str) -> float:
     await services("kill", service)
     await services("up", service)
     return time.monotonic()
+
+
+@dataclass
+class Failover:
+    """What a failover case saw: the node killed, publish retries, how long consumption took
+    to resume after the kill, and how many of the delayed messages never came."""
+
+    node: str
+    publish_retries: int
+    resumed: float
+    delayed_lost: int
+    seconds: float
+
+    def counts(self, **more: object) -> dict[str, object]:
+        """For Tally.report, with `more` after the node killed."""
+        return {
+            "killed node": self.node,
+            **more,
+            "publish retries": self.publish_retries,
+            "delayed lost": self.delayed_lost,
+            "resumed after": f"{self.resumed:.1f}s",
+            "total": f"{self.seconds:.0f}s",
+        }
+
+
+async def fail_over(
+    broker: mqkit.Broker,
+    topic: str,
+    tally: Tally,
+    total: int,
+    kill: Callable[[], Awaitable[str]],
+    restart: Callable[[], Awaitable[object]],
+    *,
+    delayed: int = 1_000,
+    consumers: int = 3,
+) -> Failover:
+    """Publish `total` messages to `topic` while `consumers` of one group drain them; at a
+    third, publish `delayed` more with a 3 s delay, `kill()` a node and, once consumption
+    resumed, `restart()` it. Waits until everything sent was received, or 15 s passed
+    without one more (a lost message never comes)."""
+    confirmed: dict[str, float] = {}
+    received_at: list[tuple[float, str]] = []
+    delayed_ids: set[str] = set()
+    killed = 0.0
+    subs = [await broker.subscribe(topic, group="failover", prefetch=100) for _ in range(consumers)]
+
+    async def consume(sub: mqkit.Subscription) -> None:
+        async for delivery in sub:
+            tally.received[delivery.message.id] += 1
+            received_at.append((time.monotonic(), delivery.message.id))
+            await delivery.ack()
+
+    def resumed() -> float | None:
+        """The first message acknowledged after the kill and consumed after it (a consumer
+        may see a message before its publisher has the acknowledgement)."""
+        after = [t for t, mid in received_at if t >= killed and confirmed.get(mid, 0) >= killed]
+        return min(after) - killed if after else None
+
+    async def chaos() -> str:
+        nonlocal killed
+        await wait_until(lambda: len(confirmed) >= total // 3, 120, "a third published")
+        batch = [mqkit.Message.create(topic, f"d{i}") for i in range(delayed)]
+        delayed_ids.update(m.id for m in batch)
+        await broker.publish_batch(batch, delay=3.0)
+        now = time.monotonic()
+        confirmed.update((m.id, now) for m in batch)
+        node = await kill()
+        killed = time.monotonic()
+        await wait_until(lambda: resumed() is not None, 60, "consumption resumed")
+        await restart()
+        return node
+
+    def settled() -> bool:
+        quiet = bool(received_at) and time.monotonic() - received_at[-1][0] > 15
+        return tally.sent <= tally.received.keys() or quiet
+
+    tasks = [asyncio.create_task(consume(s)) for s in subs]
+    started = time.monotonic()
+    try:
+        retries, node = await asyncio.gather(
+            publish_all(broker, topic, confirmed, total, pace=0.02), chaos()
+        )
+        tally.sent = set(confirmed)
+        await wait_until(settled, 180, "all received, or 15 s without one more")
+    finally:
+        for task in tasks:
+            task.cancel()
+        for sub in subs:
+            await sub.close()
+    return Failover(
+        node=node,
+        publish_retries=retries,
+        resumed=resumed() or float("inf"),
+        delayed_lost=len(delayed_ids - tally.received.keys()),
+        seconds=time.monotonic() - started,
+    )

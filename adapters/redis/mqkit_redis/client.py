@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -19,9 +20,13 @@ from mqkit.deadline import within_deadline
 from mqkit.errors import BrokerUnavailableError
 from mqkit.leasing import LEASE
 from mqkit.urls import mask
-from mqkit_redis import sentinel
+from mqkit_redis import cluster, sentinel
 
 T = TypeVar("T")
+
+# A client of one server (also the primary Sentinel names) or of a Redis Cluster: the
+# commands mqkit sends are the same; a cluster routes each by its key's slot.
+Client: TypeAlias = aioredis.Redis | RedisCluster
 
 # What mqkit reads from a Redis URL; redis-py gets the rest (CLIENT_OPTIONS).
 MAXLEN = options.integer("maxlen", "1000000", "streams are trimmed to about this many entries")
@@ -60,7 +65,7 @@ def connect(
     socket_timeout: float | None = None,
     connect_timeout: float = 5.0,
     retries: int = 3,
-) -> aioredis.Redis:
+) -> Client:
     """The one way mqkit makes a Redis client (brokers, stores, limiters): keepalive, health
     checks, and commands retried through short outages (a restart, a failover). A
     `redis+sentinel://` URL gives a client of the primary its Sentinels name (sentinel.py).
@@ -77,8 +82,11 @@ def connect(
         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
-    if urlsplit(url).scheme in sentinel.SCHEMES:
+    scheme = urlsplit(url).scheme
+    if scheme in sentinel.SCHEMES:
         return sentinel.connect(url, **connection)
+    if scheme in cluster.SCHEMES:
+        return cluster.connect(url, **connection)
     return aioredis.Redis.from_url(redis_url(url), **connection)
 
 
@@ -93,7 +101,7 @@ def store_client(
     socket_timeout: float = STORE_TIMEOUT,
     connect_timeout: float = 5.0,
     retries: int = 3,
-) -> tuple[aioredis.Redis, bool]:
+) -> tuple[Client, bool]:
     """A store's client: the caller's `client` (which the store must not close), or one made
     from `url` by `connect`; and whether the store owns it."""
     if (url is None) == (client is None):
@@ -107,7 +115,7 @@ def store_client(
     return made, True
 
 
-async def ping(client: aioredis.Redis, url: str) -> None:
+async def ping(client: Client, url: str) -> None:
     try:
         await asyncio.wait_for(client.ping(), 10)
     except (*NETWORK_ERRORS, TimeoutError) as exc:

@@ -4,7 +4,8 @@ Keys (under `prefix`, default `mqkit:half:`): `h:<id>` the message and its state
 `due:<group>` active ids scored by their next check time, `all` every id by creation time
 (for listing and purging). Each state change is one Lua script, so it is atomic; the claim
 returns the records it changed, so a checker acts on what it claimed and nothing else.
-Scripts build key names from the prefix, so this store wants a single Redis (not a cluster).
+Scripts build key names from the prefix; on Redis Cluster the prefix is made a hash tag
+(`{mqkit:half:}`), so that every key of the store is in one slot (one primary holds it all).
 Redis must persist (AOF) for prepared messages to survive its restart.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
 
 from mqkit.half.store import ACTIVE, PREPARED, HalfRecord
 from mqkit.message import Message
@@ -69,7 +72,8 @@ class RedisHalfStore:
         self, url: str | None = None, *, client: Any = None, prefix: str = "mqkit:half:"
     ) -> None:
         self.client, self._owns = redis_client.store_client(url, client)
-        self.prefix = prefix
+        clustered = isinstance(self.client, RedisCluster)
+        self.prefix = f"{{{prefix}}}" if clustered and "{" not in prefix else prefix
         self._begin_commit = self.client.register_script(_BEGIN_COMMIT)
         self._finish_commit = self.client.register_script(_FINISH_COMMIT)
         self._resolve = self.client.register_script(_RESOLVE)

@@ -14,13 +14,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from mqkit.broker import Start
 from mqkit.leasing import Claimed, Signal, Token
 from mqkit.wire import FIRST_FAILED_AT
+from mqkit_redis.client import Client
 from mqkit_redis.fields import from_fields, with_attempt
+from mqkit_redis.keys import Keys
 
 log = logging.getLogger("mqkit.redis")
 
@@ -28,24 +29,22 @@ log = logging.getLogger("mqkit.redis")
 class StreamsLink(Protocol):
     """What a lease needs of its broker (RedisStreamsBroker), beyond the Broker interface."""
 
-    client: aioredis.Redis
+    client: Client
+    keys: Keys
     block_ms: int
     maxlen: int | None
     move_due: Any  # the MOVE_DUE script, registered on the client
-
-    def delay_key(self, topic: str, group: str | None = None) -> str: ...
-
-    def retry_key(self, topic: str, group: str) -> str: ...
 
     def ack_later(self, stream: str, group: str, entry_id: bytes) -> None: ...
 
     async def park(
         self,
         pipe: Any,
-        zset: str,
+        topic: str,
         fields: dict[bytes, bytes],
         delay: float,
         *,
+        group: str | None = None,
         acking: tuple[str, str, bytes] | None = None,
     ) -> None: ...
 
@@ -69,7 +68,7 @@ class StreamLease:
         self._known_due: float | None = None
 
     def _streams(self, group: str) -> tuple[str, str]:
-        return self.broker.retry_key(self.topic, group), self.topic
+        return self.broker.keys.retry(self.topic, group), self.topic
 
     async def create_group(self, topic: str, group: str, start: Start) -> None:
         retry, main = self._streams(group)
@@ -87,7 +86,7 @@ class StreamLease:
         retry, main = self._streams(group)
         with contextlib.suppress(ResponseError):
             await self.client.xgroup_destroy(main, group)
-        await self.client.delete(retry, self.broker.delay_key(topic, group))
+        await self.client.delete(retry, self.broker.keys.delay(topic, group))
 
     async def claim(
         self, topic: str, group: str, limit: int, lease: float
@@ -134,8 +133,8 @@ class StreamLease:
         maxlen = str(self.broker.maxlen or "")
         next_due: float | None = None
         for zset, target in (
-            (self.broker.delay_key(topic), main),
-            (self.broker.delay_key(topic, group), retry),
+            (self.broker.keys.delay(topic), main),
+            (self.broker.keys.delay(topic, group), retry),
         ):
             _, wait_ms = await self.broker.move_due(keys=[zset, target], args=[maxlen, 500])
             if wait_ms >= 0:
@@ -216,8 +215,9 @@ class StreamLease:
             stream, entry_id = token[0], token[1]
             if delay > 0:
                 self.expect(time.time() + delay)
-                zset = self.broker.delay_key(self.topic, group)
-                await self.broker.park(pipe, zset, fields, delay, acking=(stream, group, entry_id))
+                await self.broker.park(
+                    pipe, self.topic, fields, delay, group=group, acking=(stream, group, entry_id)
+                )
             else:
                 pipe.xadd(retry, fields, maxlen=self.broker.maxlen, approximate=True)  # type: ignore[arg-type]
                 pipe.xack(stream, group, entry_id)

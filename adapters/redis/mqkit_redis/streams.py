@@ -27,19 +27,21 @@ import contextlib
 import logging
 import math
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from mqkit.broker import Start, Subscription
 from mqkit.capabilities import Capabilities
+from mqkit.errors import ConfigurationError
 from mqkit.leasing import LeasedSubscription, LeasingBroker
 from mqkit.message import Message
 from mqkit.urls import mask
 from mqkit_redis import client as redis_client
 from mqkit_redis.fields import to_fields
+from mqkit_redis.keys import Keys
 from mqkit_redis.lease import StreamLease
 from mqkit_redis.scripts import MOVE_DUE, SCHEDULE
 
@@ -79,6 +81,11 @@ class RedisStreamsBroker(LeasingBroker):
         self.wait_replicas = self.option(redis_client.WAIT)
         self.wait_ms = max(1, int(self.option(redis_client.WAIT_TIMEOUT) * 1000))
         self.client = redis_client.connect(url)
+        self.keys = Keys(self.prefix, clustered=isinstance(self.client, RedisCluster))
+        if self.keys.clustered and self.wait_replicas:
+            # redis-py sends WAIT to every node on a connection of its own, where it waits for
+            # nothing: it cannot wait for the replicas of the node that took the entry.
+            raise ConfigurationError(f"?wait is not supported on Redis Cluster: {self.safe_url}")
         self.move_due = self.client.register_script(MOVE_DUE)
         self.schedule = self.client.register_script(SCHEDULE)
         self._acks: list[tuple[str, str, bytes]] = []
@@ -86,15 +93,6 @@ class RedisStreamsBroker(LeasingBroker):
         self._ack_task: asyncio.Task[None] | None = None
         self._trim_task: asyncio.Task[None] | None = None
         self._written: set[str] = set()
-
-    def delay_key(self, topic: str, group: str | None = None) -> str:
-        return f"{self.prefix}delay:{group}:{topic}" if group else f"{self.prefix}delay:{topic}"
-
-    def retry_key(self, topic: str, group: str) -> str:
-        return f"{self.prefix}retry:{group}:{topic}"
-
-    def parked_key(self) -> str:
-        return f"{self.prefix}parked:{uuid.uuid4().hex}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -135,7 +133,7 @@ class RedisStreamsBroker(LeasingBroker):
                 fields = to_fields(message)
                 if delay:
                     self.note_due(message.topic, time.time() + delay)
-                    await self.park(pipe, self.delay_key(message.topic), fields, delay)
+                    await self.park(pipe, message.topic, fields, delay)
                 else:
                     pipe.xadd(message.topic, fields)  # type: ignore[arg-type]
             if self.wait_replicas:
@@ -154,20 +152,25 @@ class RedisStreamsBroker(LeasingBroker):
     async def park(
         self,
         pipe: Any,
-        zset: str,
+        topic: str,
         fields: dict[bytes, bytes],
         delay: float,
         *,
+        group: str | None = None,
         acking: tuple[str, str, bytes] | None = None,
     ) -> None:
-        """Queue on `pipe` the _SCHEDULE script: keep `fields` in `zset` until `delay` has
-        passed, acking the delivery `acking` (stream, group, entry id) in the same step."""
-        stream, group, entry_id = acking or ("", "", b"")
-        args: list[Any] = [math.ceil(delay * 1000), group, entry_id]  # never early
+        """Queue on `pipe` the _SCHEDULE script: keep `fields` in the topic's delay set (the
+        group's, for a retry) until `delay` has passed, acking the delivery `acking`
+        (stream, group, entry id) in the same step."""
+        zset = self.keys.delay(topic, group)
+        stream, acking_group, entry_id = acking or ("", "", b"")
+        args: list[Any] = [math.ceil(delay * 1000), acking_group, entry_id]  # never early
         for k, v in fields.items():
             args += [k, v]
-        keys = [zset, self.parked_key(), stream or zset]
-        await self.schedule(keys=keys, args=args, client=pipe)
+        keys = [zset, self.keys.parked(topic), stream or zset]
+        # redis-py refuses scripts in a cluster pipeline: there each runs on its own (it is
+        # atomic by itself, its ack included).
+        await self.schedule(keys=keys, args=args, client=None if self.keys.clustered else pipe)
 
     def note_due(self, topic: str, due: float) -> None:
         """Tell this process's consumers of `topic` when a parked message becomes due, so

@@ -37,6 +37,9 @@ STORES: dict[str, Callable[[Path], HalfStore]] = {
     "redis-sentinel": lambda tmp: RedisHalfStore(
         CLUSTER_URLS["redis-sentinel"], prefix=f"test:{uuid.uuid4().hex}:"
     ),
+    "redis-cluster": lambda tmp: RedisHalfStore(
+        CLUSTER_URLS["redis-cluster"], prefix=f"test:{uuid.uuid4().hex}:"
+    ),
 }
 
 

@@ -31,6 +31,9 @@ STORES: dict[str, Callable[[Path], IdempotencyStore]] = {
     "redis-sentinel": lambda tmp: RedisStore(
         CLUSTER_URLS["redis-sentinel"], prefix=f"test:{uuid.uuid4().hex}:"
     ),
+    "redis-cluster": lambda tmp: RedisStore(
+        CLUSTER_URLS["redis-cluster"], prefix=f"test:{uuid.uuid4().hex}:"
+    ),
     "sql-sqlite": lambda tmp: SqlStore(f"sqlite:///{tmp / 'sql.db'}"),
     "sql-postgresql": lambda tmp: SqlStore(POSTGRES),
 }

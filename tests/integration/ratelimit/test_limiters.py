@@ -88,7 +88,7 @@ async def timed(call: Awaitable[Permit]) -> tuple[Permit, float, float]:
     return permit, started, time.monotonic()
 
 
-@pytest.mark.parametrize("server", store_params(["redis", "redis-sentinel"]))
+@pytest.mark.parametrize("server", store_params(["redis", "redis-sentinel", "redis-cluster"]))
 async def test_redis_limiter_books_bursts_and_intervals_on_the_server_clock(server: str) -> None:
     limiter = redis_limiter(
         REDIS if server == "redis" else CLUSTER_URLS[server], rate="10/s", burst=3
