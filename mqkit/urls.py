@@ -80,6 +80,20 @@ def mask_in(text: str, url: str) -> str:
     return text.replace(url, mask(url)) if url in text else text
 
 
+def host_ports(url: str, default_port: int) -> list[tuple[str, int]]:
+    """The servers a URL names (`redis+cluster://u:p@a:7000,b:7001,c`), each port defaulted;
+    a ConfigurationError, the URL masked, for one that is not host[:port]."""
+    servers = []
+    for server in urlsplit(url).netloc.rpartition("@")[2].split(","):
+        host, colon, port = server.rpartition(":")
+        if not colon:
+            host, port = server, str(default_port)
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"{server!r} in {mask(url)} is not host:port")
+        servers.append((host, int(port)))
+    return servers
+
+
 def query_options(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 

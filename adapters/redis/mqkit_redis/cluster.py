@@ -11,23 +11,15 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 
 from mqkit.errors import ConfigurationError
-from mqkit.urls import mask
+from mqkit.urls import host_ports, mask
 
 SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
 
 
 def startup_nodes(url: str) -> list[tuple[str, int]]:
-    parts = urlsplit(url)
-    hosts = parts.netloc.rpartition("@")[2]
-    nodes = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", "6379")
-        if not (name or host) or not (port or "6379").isdigit():
-            raise ConfigurationError(f"a node of {mask(url)} is not host:port: {host!r}")
-        nodes.append((name or host, int(port or 6379)))
-    if parts.path.strip("/") not in ("", "0"):
+    if urlsplit(url).path.strip("/") not in ("", "0"):
         raise ConfigurationError(f"Redis Cluster has only database 0, not {mask(url)}")
-    return nodes
+    return host_ports(url, 6379)
 
 
 class StartedCluster(RedisCluster):

@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mqkit.errors import ConfigurationError
-from mqkit.urls import mask
+from mqkit.urls import host_ports, mask
 
 log = logging.getLogger("mqkit.redis")
 
@@ -42,14 +42,10 @@ class SentinelTarget:
 
 def parse(url: str) -> SentinelTarget:
     parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    sentinels = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", "26379")
-        sentinels.append((name or host, int(port or 26379)))
+    user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+    sentinels = host_ports(url, 26379)
     path = [p for p in parts.path.split("/") if p]
-    if not path or not sentinels[0][0]:
+    if not path:
         raise ConfigurationError(
             f"a Sentinel URL names the Sentinels and the master, "
             f"redis+sentinel://host:26379,host:26380/MASTER/0, not {mask(url)}"
