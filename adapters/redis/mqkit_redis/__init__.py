@@ -1,1 +1,3 @@
-"""Redis backends for mqkit: Streams (`redis://`, `rediss://`) and pub/sub (`redis+pubsub://`)."""
+"""Redis backends for mqkit: Streams (`redis://`, `rediss://`) and pub/sub (`redis+pubsub://`),
+each also on Sentinel (`redis+sentinel://`, `redis+pubsub+sentinel://`) and on Redis Cluster
+(`redis+cluster://`, `redis+pubsub+cluster://`)."""

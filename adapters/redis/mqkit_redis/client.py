@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -49,12 +50,21 @@ CLIENT_OPTIONS = frozenset(
 )  # fmt: skip
 
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# What a Redis Cluster answers while it fails over (CLUSTERDOWN, TRYAGAIN, a slot that no
+# node serves yet, redirections past redis-py's limit): gone once a replica has taken over.
+FAILOVER_ERRORS = (ClusterError, TryAgainError, SlotNotCoveredError)
+
+
+def topology(scheme: str) -> str:
+    """The servers a scheme names, without the backend: `redis+pubsub+cluster` is a Redis
+    Cluster as `redis+cluster` is, `redis+pubsub` one server as `redis` is."""
+    return scheme.replace("+pubsub", "", 1)
 
 
 def redis_url(url: str) -> str:
     """The URL as redis-py wants it: redis:// scheme, without mqkit's own options."""
     parts = urlsplit(url)
-    scheme = "redis" if parts.scheme == "redis+pubsub" else parts.scheme
+    scheme = topology(parts.scheme)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k not in MQKIT_OPTIONS]
     return urlunsplit(parts._replace(scheme=scheme, query=urlencode(query)))
 
@@ -68,7 +78,9 @@ def connect(
 ) -> Client:
     """The one way mqkit makes a Redis client (brokers, stores, limiters): keepalive, health
     checks, and commands retried through short outages (a restart, a failover). A
-    `redis+sentinel://` URL gives a client of the primary its Sentinels name (sentinel.py).
+    `redis+sentinel://` URL gives a client of the primary its Sentinels name (sentinel.py),
+    a `redis+cluster://` one a client of the cluster (cluster.py); `+pubsub` in the scheme
+    changes nothing here.
 
     `socket_timeout` None suits the brokers, whose XREADGROUP BLOCK and pub/sub reads wait
     on purpose; the stores bound each command. `retries=0` suits a caller that has an
@@ -82,7 +94,7 @@ def connect(
         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=retries),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
-    scheme = urlsplit(url).scheme
+    scheme = topology(urlsplit(url).scheme)
     if scheme in sentinel.SCHEMES:
         return sentinel.connect(url, **connection)
     if scheme in cluster.SCHEMES:
@@ -123,7 +135,11 @@ async def ping(client: Client, url: str) -> None:
 
 
 async def within(timeout: float, url: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Run a publish, turning an outage into a typed error within `timeout` seconds."""
+    """Run a publish, turning an outage (or a cluster's failover) into a typed error within
+    `timeout` seconds."""
     return await within_deadline(
-        call, timeout=timeout, what=f"{what} to Redis at {mask(url)}", retry=NETWORK_ERRORS
+        call,
+        timeout=timeout,
+        what=f"{what} to Redis at {mask(url)}",
+        retry=(*NETWORK_ERRORS, *FAILOVER_ERRORS),
     )

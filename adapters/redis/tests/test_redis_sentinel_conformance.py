@@ -1,6 +1,6 @@
 """The shared conformance suite, unchanged, on Redis with Sentinel (scripts/services
-redis-sentinel): the primary found through the Sentinels at $MQKIT_TEST_REDIS_SENTINEL_URL,
-publishes waiting for one replica (`?wait=1`)."""
+redis-sentinel): the primary found through the Sentinels at $MQKIT_TEST_REDIS_SENTINEL_URL:
+Streams, publishes waiting for one replica (`?wait=1`), and pub/sub."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ SENTINEL = os.environ.get(
 )
 
 
-@pytest.fixture
-def make_url() -> MakeUrl:
-    return lambda options="": with_options(SENTINEL, "&".join(o for o in ("wait=1", options) if o))
+VARIANTS = {
+    "streams": with_options(SENTINEL, "wait=1"),
+    "pubsub": SENTINEL.replace("redis+sentinel://", "redis+pubsub+sentinel://", 1),
+}
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def make_url(request: pytest.FixtureRequest) -> MakeUrl:
+    base = VARIANTS[request.param]
+    return lambda options="": with_options(base, options)
