@@ -21,19 +21,9 @@ redis_cluster_ping() {
 }
 
 redis_cluster_config() {
-  local n=$1 port dir; port="$(redis_cluster_port "$n")"; dir="$REDIS_CLUSTER_HOME/node$n"
-  mkdir -p "$dir"
-  cat > "$dir/redis.conf" <<CONF
-bind 127.0.0.1
-port $port
-protected-mode yes
-daemonize yes
-dir $dir
-pidfile $dir/redis.pid
-logfile $dir/redis.log
-appendonly yes
-appendfsync everysec
-save ""
+  local n=$1 dir="$REDIS_CLUSTER_HOME/node$1"
+  redis_node_config "$dir" "$(redis_cluster_port "$n")"
+  cat >> "$dir/redis.conf" <<CONF
 cluster-enabled yes
 cluster-config-file $dir/nodes.conf
 cluster-node-timeout 3000

@@ -34,21 +34,9 @@ redis_sentinel_primary_port() {
 }
 
 redis_sentinel_node_config() {
-  local n=$1 port dir; port="$(redis_sentinel_port "$n")"; dir="$REDIS_SENTINEL_HOME/node$n"
-  mkdir -p "$dir"
+  local n=$1 dir="$REDIS_SENTINEL_HOME/node$1"
   [[ -f "$dir/redis.conf" ]] && return 0
-  cat > "$dir/redis.conf" <<CONF
-bind 127.0.0.1
-port $port
-protected-mode yes
-daemonize yes
-dir $dir
-pidfile $dir/redis.pid
-logfile $dir/redis.log
-appendonly yes
-appendfsync everysec
-save ""
-CONF
+  redis_node_config "$dir" "$(redis_sentinel_port "$n")"
   ((n == 1)) || echo "replicaof 127.0.0.1 ${REDIS_SENTINEL_PORTS[0]}" >> "$dir/redis.conf"
 }
 

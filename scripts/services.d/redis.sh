@@ -10,6 +10,24 @@ redis_kill_pid() {  # redis_kill_pid PIDFILE
   rm -f "$1"
 }
 
+# redis_node_config DIR PORT: a node's redis.conf, AOF on; the caller appends its role.
+redis_node_config() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  cat > "$dir/redis.conf" <<CONF
+bind 127.0.0.1
+port $port
+protected-mode yes
+daemonize yes
+dir $dir
+pidfile $dir/redis.pid
+logfile $dir/redis.log
+appendonly yes
+appendfsync everysec
+save ""
+CONF
+}
+
 redis_ping() { [[ "$(redis_cli $REDIS_PORT ping)" == PONG ]]; }
 
 redis_up() {
