@@ -41,19 +41,22 @@ kafka_cluster_reset() {
   kafka_cluster_up
 }
 
-# kafka_cluster_which leader:TOPIC[:PARTITION] | N: the node id, asked of any live node.
-kafka_cluster_which() {
-  local what=$1
+# kafka_nodes_which NAME BOOTSTRAP leader:TOPIC[:PARTITION] | N: the node id, asked of any
+# live node of the three at BOOTSTRAP (kafka-cluster's, kafka-netns's).
+kafka_nodes_which() {
+  local name=$1 bootstrap=$2 what=$3
   [[ "$what" =~ ^[123]$ ]] && { echo "$what"; return; }
-  [[ "$what" == leader:* ]] || die "kafka-cluster: a node is 1, 2, 3 or leader:TOPIC[:PARTITION], not $what"
+  [[ "$what" == leader:* ]] || die "$name: a node is 1, 2, 3 or leader:TOPIC[:PARTITION], not $what"
   local topic=${what#leader:} partition=0
   [[ "$topic" == *:* ]] && { partition=${topic##*:}; topic=${topic%:*}; }
   local leader
-  leader="$(kafka_metadata "$(kafka_cluster_bootstrap)" -t "$topic" |
+  leader="$(kafka_metadata "$bootstrap" -t "$topic" |
     sed -n "s/^ *partition $partition, leader \([0-9-]*\),.*/\1/p")"
-  [[ "$leader" =~ ^[123]$ ]] || die "kafka-cluster: no leader for $topic[$partition] (${leader:-no such topic})"
+  [[ "$leader" =~ ^[123]$ ]] || die "$name: no leader for $topic[$partition] (${leader:-no such topic})"
   echo "$leader"
 }
+
+kafka_cluster_which() { kafka_nodes_which kafka-cluster "$(kafka_cluster_bootstrap)" "$1"; }
 
 kafka_cluster_kill() {
   local n; n="$(kafka_cluster_which "${1:?kafka-cluster: kill which node?}")"

@@ -27,16 +27,16 @@ kafka_tools() {
   kafka_fetch
 }
 
-# kafka_node_config DIR NODE_ID PORT CONTROLLER_PORT VOTERS REPLICAS MIN_ISR
+# kafka_node_config DIR NODE_ID PORT CONTROLLER_PORT VOTERS REPLICAS MIN_ISR [HOST]
 kafka_node_config() {
-  local dir=$1 id=$2 port=$3 controller=$4 voters=$5 replicas=$6 min_isr=$7
+  local dir=$1 id=$2 port=$3 controller=$4 voters=$5 replicas=$6 min_isr=$7 host=${8:-127.0.0.1}
   mkdir -p "$dir/data" "$dir/logs"
   cat > "$dir/server.properties" <<CONF
 process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
@@ -73,15 +73,17 @@ kafka_java() {
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -cp "$KAFKA_HOME/libs/*" "$@"
 }
 
-# kafka_node_start DIR HEAP: format the node's storage once, then run it in the background.
+# kafka_node_start DIR HEAP [NETNS]: format the node's storage once, then run it in the
+# background (in network namespace NETNS if given).
 kafka_node_start() {
-  local dir=$1 heap=$2
+  local dir=$1 heap=$2 in=()
+  [[ -n "${3:-}" ]] && in=(ip netns exec "$3")
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     kafka_java "$dir" 256m kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
       -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1 ||
       die "formatting Kafka storage in $dir failed: $(tail -3 "$dir/logs/format.log")"
   fi
-  nohup bash -c "$(declare -f kafka_java); KAFKA_HOME='$KAFKA_HOME' kafka_java '$dir' '$heap' kafka.Kafka '$dir/server.properties'" \
+  nohup "${in[@]}" bash -c "$(declare -f kafka_java); KAFKA_HOME='$KAFKA_HOME' kafka_java '$dir' '$heap' kafka.Kafka '$dir/server.properties'" \
     >"$dir/logs/stdout.log" 2>&1 &
 }
 

@@ -6,14 +6,13 @@ lost, consumption resumes within 30 s of each kill, and duplicates are counted."
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 import pytest
 
 import mqkit
-from tests.support.chaos import Tally, publish_all
+from tests.support.chaos import Received, Tally, publish_all
 from tests.support.services import CLUSTER_URLS, services
 from tests.support.waiting import wait_until
 
@@ -30,17 +29,11 @@ async def test_kafka_cluster_leader_hard_bounce() -> None:
     url = CLUSTER_URLS["kafka-cluster"] + "?partitions=3&publish_timeout=10s"
     tally = Tally(f"kafka-cluster leader of partition 0 SIGKILLed {BOUNCES}x during {TOTAL}")
     confirmed: dict[str, float] = {}
-    received_at: list[tuple[float, str]] = []
+    received = Received(tally, confirmed)
     kills: list[tuple[str, float]] = []
     quota = SEGMENT
     async with mqkit.connect(url) as broker:
         subs = [await broker.subscribe(topic, group="bounce", prefetch=200) for _ in range(3)]
-
-        async def consume(sub: mqkit.Subscription) -> None:
-            async for delivery in sub:
-                tally.received[delivery.message.id] += 1
-                received_at.append((time.monotonic(), delivery.message.id))
-                await delivery.ack()
 
         async def bounce() -> None:
             nonlocal quota
@@ -51,31 +44,19 @@ async def test_kafka_cluster_leader_hard_bounce() -> None:
                 node = await services("kill", "kafka-cluster", f"leader:{topic}:0")
                 killed = time.monotonic()
                 kills.append((node, killed))
-                await wait_until(lambda at=killed: resumed_since(at) is not None, 60, "resumed")
+                await wait_until(
+                    lambda at=killed: received.resumed_since(at) is not None, 60, "resumed"
+                )
                 await services("up", "kafka-cluster")
             quota = TOTAL
 
-        def resumed_since(killed: float) -> float | None:
-            """When the first message acknowledged after the kill was consumed after it (a
-            consumer may see a message before its publisher has the acknowledgement)."""
-            after = [t for t, mid in received_at if t >= killed and confirmed.get(mid, 0) >= killed]
-            return min(after) if after else None
-
-        consumers = [asyncio.create_task(consume(s)) for s in subs]
         started = time.monotonic()
-        failures, _ = await asyncio.gather(
+        failures = await received.drain(
+            subs,
             publish_all(broker, topic, confirmed, TOTAL, pace=0.05, quota=lambda: quota),
             bounce(),
         )
-        tally.sent = set(confirmed)
-        try:
-            await wait_until(lambda: tally.sent <= tally.received.keys(), 180, "all received")
-        finally:
-            for consumer in consumers:
-                consumer.cancel()
-            for sub in subs:
-                await sub.close()
-    resumes = [(resumed_since(killed) or float("inf")) - killed for _, killed in kills]
+    resumes = [(received.resumed_since(killed) or float("inf")) - killed for _, killed in kills]
     tally.report(
         **{
             "killed nodes": ",".join(node for node, _ in kills),

@@ -94,6 +94,50 @@ class Tally:
         return line
 
 
+@dataclass
+class Received:
+    """What a case's consumers received and when, against when each message's publish was
+    confirmed: for the cases that time how soon consumption resumed after a fault."""
+
+    tally: Tally
+    confirmed: dict[str, float]
+    at: list[tuple[float, str]] = field(default_factory=list)
+
+    async def consume(self, sub: mqkit.Subscription) -> None:
+        async for delivery in sub:
+            self.tally.received[delivery.message.id] += 1
+            self.at.append((time.monotonic(), delivery.message.id))
+            await delivery.ack()
+
+    async def drain(
+        self,
+        subs: list[mqkit.Subscription],
+        publishing: Awaitable[int],
+        fault: Awaitable[object],
+        timeout: float = 180,
+    ) -> int:
+        """Consume on `subs` while `publishing` (which returns its failed attempts) and
+        `fault` run; then until everything confirmed was received. Closes `subs`."""
+        consumers = [asyncio.create_task(self.consume(s)) for s in subs]
+        try:
+            failures, _ = await asyncio.gather(publishing, fault)
+            self.tally.sent = set(self.confirmed)
+            sent, received = self.tally.sent, self.tally.received
+            await wait_until(lambda: sent <= received.keys(), timeout, "all received")
+        finally:
+            for consumer in consumers:
+                consumer.cancel()
+            for sub in subs:
+                await sub.close()
+        return int(failures)
+
+    def resumed_since(self, fault: float) -> float | None:
+        """When (monotonic) the first message confirmed after `fault` was consumed after it:
+        a consumer may see a message before its publisher has the confirmation."""
+        after = [t for t, mid in self.at if t >= fault and self.confirmed.get(mid, 0) >= fault]
+        return min(after) if after else None
+
+
 async def published_for(url: str, topic: str, group: str, n: int) -> list[mqkit.Message]:
     """Create `group` (RabbitMQ keeps only what a queue holds), then publish n messages."""
     async with mqkit.connect(url) as broker:
@@ -180,22 +224,14 @@ async def fail_over(
     resumed, `restart()` it. Waits until everything sent was received, or 15 s passed
     without one more (a lost message never comes)."""
     confirmed: dict[str, float] = {}
-    received_at: list[tuple[float, str]] = []
+    received = Received(tally, confirmed)
     delayed_ids: set[str] = set()
     killed = 0.0
     subs = [await broker.subscribe(topic, group="failover", prefetch=100) for _ in range(consumers)]
 
-    async def consume(sub: mqkit.Subscription) -> None:
-        async for delivery in sub:
-            tally.received[delivery.message.id] += 1
-            received_at.append((time.monotonic(), delivery.message.id))
-            await delivery.ack()
-
     def resumed() -> float | None:
-        """The first message acknowledged after the kill and consumed after it (a consumer
-        may see a message before its publisher has the acknowledgement)."""
-        after = [t for t, mid in received_at if t >= killed and confirmed.get(mid, 0) >= killed]
-        return min(after) - killed if after else None
+        at = received.resumed_since(killed)
+        return None if at is None else at - killed
 
     async def chaos() -> str:
         nonlocal killed
@@ -212,10 +248,10 @@ async def fail_over(
         return node
 
     def settled() -> bool:
-        quiet = bool(received_at) and time.monotonic() - received_at[-1][0] > 15
+        quiet = bool(received.at) and time.monotonic() - received.at[-1][0] > 15
         return tally.sent <= tally.received.keys() or quiet
 
-    tasks = [asyncio.create_task(consume(s)) for s in subs]
+    tasks = [asyncio.create_task(received.consume(s)) for s in subs]
     started = time.monotonic()
     try:
         retries, node = await asyncio.gather(

@@ -38,6 +38,11 @@ CLUSTER_URLS = {
         "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
     ),
 }
+# Three Kafka nodes in network namespaces of their own (scripts/services up kafka-netns), for
+# the partition case; not among `clusters`: the case starts and stops it.
+KAFKA_NETNS = os.environ.get(
+    "MQKIT_TEST_KAFKA_NETNS_URL", "kafka://10.213.0.11:9092,10.213.0.12:9092,10.213.0.13:9092"
+)
 POSTGRES = os.environ.get(
     "MQKIT_TEST_POSTGRES_URL", "postgresql://mqkit:mqkit@127.0.0.1:5432/mqkit"
 )
