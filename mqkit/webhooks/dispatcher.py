@@ -94,6 +94,10 @@ class Dispatcher:
         self.in_flight = in_flight
         self.content_type = content_type
         self.stats = DispatchStats()
+        # Set while run() has every subscription in place (on Kafka, once the group's
+        # rebalance for the last one is over): messages published after are not dispatched
+        # twice by a rebalance that was still to come.
+        self.ready = asyncio.Event()
         self.health = EndpointHealth(
             broker, registry, self.stats,
             disable_after=disable_after, breaker=self.breaker, events_topic=events_topic,
@@ -164,8 +168,10 @@ class Dispatcher:
                 handle = self._retry if topic == self.retry_topic else self._fan_out
                 feeds.append(Feed(sub, self._within_budget(handle), self._budget.acquire,
                                   name=f"mqkit-webhooks-{topic}"))  # fmt: skip
+            self.ready.set()
             await stop.wait()
         finally:
+            self.ready.clear()
             refresh.cancel()
             await asyncio.gather(refresh, return_exceptions=True)
             await asyncio.gather(*(feed.stop() for feed in feeds))

@@ -51,7 +51,10 @@ async def test_fan_out_with_retries_delivers_everything_once(
         stop = asyncio.Event()
         async with dispatcher:
             task = asyncio.create_task(dispatcher.run(stop))
-            await asyncio.sleep(0.5)  # subscriptions in place (RabbitMQ binds its queues)
+            # Every subscription in place: RabbitMQ has bound its queues, and on Kafka the
+            # group's rebalance for the second is over (one during the run redelivers what
+            # was in flight: duplicates at the steady endpoint, seen in CI).
+            await asyncio.wait_for(dispatcher.ready.wait(), 60)
             sent = [mqkit.Message.create(topic, {"n": i}) for i in range(N)]
             await broker.publish_batch(sent)
             deadline = time.monotonic() + 60

@@ -68,6 +68,7 @@ class Env:
         async with dispatcher:
             task = asyncio.create_task(dispatcher.run(stop))
             try:
+                await asyncio.wait_for(dispatcher.ready.wait(), 30)
                 yield dispatcher
             finally:
                 stop.set()
