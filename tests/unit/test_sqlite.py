@@ -254,10 +254,10 @@ async def test_a_file_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None
     conn.executescript("ALTER TABLE mq_pending DROP COLUMN failed_at; PRAGMA user_version=1;")
     conn.close()
     async with mqkit.connect(url) as broker, await broker.subscribe("t", group="g") as sub:
-        delivery = await anext(sub)
+        delivery = await asyncio.wait_for(anext(sub), 20)
         assert delivery.message.id == sent.id
         await delivery.nack()
-        again = await anext(sub)
+        again = await asyncio.wait_for(anext(sub), 20)
         assert again.message.attempt == 2 and "mqkit-first-failed-at" in again.message.headers
         await again.ack()
     conn = sqlite3.connect(db)
