@@ -19,6 +19,7 @@ from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError, InvalidTopicError, MessageTooLargeError
 from mqkit.message import Message
 from mqkit.options import COMMON, MAX_MESSAGE_BYTES, PUBLISH_TIMEOUT, Option, read_options
+from mqkit.telemetry import tracing
 from mqkit.urls import mask, query_options
 
 # Their home is mqkit.wire; kept importable from here, where they were first.
@@ -52,6 +53,8 @@ class Broker(ABC):
     # takes from the URL; anything else in the query string is a ConfigurationError.
     OPTIONS: ClassVar[tuple[Option[Any], ...]] = COMMON
     CLIENT_OPTIONS: ClassVar[frozenset[str]] = frozenset()
+    # `messaging.system` in traces and metrics: the conventions' name where there is one.
+    SYSTEM: ClassVar[str] = "mqkit"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -124,8 +127,8 @@ class Broker(ABC):
         message = Message.create(
             topic, payload, key=key, headers=headers, id=id, content_type=content_type
         )
-        await self.send([message], delay=delay)
-        return message
+        [sent] = await self.send([message], delay=delay)
+        return sent
 
     async def publish_batch(
         self, messages: Sequence[Message], *, delay: float | None = None
@@ -133,8 +136,11 @@ class Broker(ABC):
         """Publish prepared messages (see Message.create) and wait until the broker has all."""
         await self.send(messages, delay=delay)
 
-    async def send(self, messages: Sequence[Message], *, delay: float | None = None) -> None:
-        """Check and hand messages to the backend; shared by publish and publish_batch."""
+    async def send(
+        self, messages: Sequence[Message], *, delay: float | None = None
+    ) -> Sequence[Message]:
+        """Check and hand messages to the backend; shared by publish and publish_batch.
+        Returns what was sent: `messages`, or with tracing on, copies carrying the trace."""
         if self._closed:
             raise ClosedError(f"cannot publish: broker {self.safe_url} is closed")
         if delay is not None and delay < 0:
@@ -144,8 +150,17 @@ class Broker(ABC):
         for message in messages:
             if message.size > self.max_message_bytes:
                 raise MessageTooLargeError(message.size, self.max_message_bytes)
-        if messages:
+        if not messages:
+            return messages
+        tracer = tracing.tracer()
+        if tracer is None:
             await self._send(messages, delay or None)
+            return messages
+        from mqkit.telemetry import spans  # OpenTelemetry, imported once there is a provider
+
+        with spans.sending(tracer, self.SYSTEM, messages) as traced:
+            await self._send(traced, delay or None)
+        return traced
 
     async def dead_letter(self, messages: Sequence[Message]) -> None:
         """Publish to dead-letter topics. Backends that keep only what a group's queue holds

@@ -39,6 +39,9 @@ class Context:
     # None when a handler is called outside a worker (tests).
     delivery: Delivery | None = None
     outcome: Outcome | None = None
+    # What the handler (or a middleware inside the retry policy) raised, once the policy
+    # has settled the delivery for it.
+    error: BaseException | None = None
     # When the handler's turn began (on the loop's clock), after any keyed rate-limit wait.
     started: float = field(default_factory=time.monotonic)
 

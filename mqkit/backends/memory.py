@@ -163,6 +163,7 @@ _named: dict[str, MemoryEngine] = {}
 
 
 class MemoryBroker(LeasingBroker):
+    SYSTEM = "mqkit.memory"
     engine: MemoryEngine
     capabilities = Capabilities(
         durable=False,

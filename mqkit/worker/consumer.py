@@ -16,6 +16,7 @@ from mqkit.broker import Broker, Delivery
 from mqkit.handlers import compile_handler
 from mqkit.middleware import CallNext, Context, Middleware, chain
 from mqkit.retry import RetryPolicy
+from mqkit.telemetry import tracing
 from mqkit.worker.feed import Feed
 from mqkit.worker.fetch_gate import Limits, SharedLimits, fetch_gate
 from mqkit.worker.middleware import counting, keyed_limit, replay_filter, retry_and_dead_letter
@@ -44,13 +45,18 @@ class Consumer:
         self._limits: Limits | None = None
         self._feed: Feed | None = None
 
-    def _chain(self, limits: Limits) -> CallNext:
+    def _chain(self, limits: Limits, system: str) -> CallNext:
         spec = self.spec
         policies: list[Middleware] = [
             counting(spec.stats),
             retry_and_dead_letter(self._policy),
             replay_filter(),
         ]
+        tracer = tracing.tracer()
+        if tracer is not None:
+            from mqkit.worker.middleware.tracing import tracing_spans  # imports OpenTelemetry
+
+            policies.insert(0, tracing_spans(tracer, system))
         if limits.limiter is not None and spec.rate_by is not None:
             policies.append(keyed_limit(limits.limiter, spec.rate_by))
         middlewares = [*policies, *self._app_middleware, *spec.middleware]
@@ -58,7 +64,7 @@ class Consumer:
 
     async def start(self, broker: Broker) -> None:
         self._limits = Limits(self.spec.limit, self._shared_limits)
-        self._call = self._chain(self._limits)
+        self._call = self._chain(self._limits, broker.SYSTEM)
         subscription = await broker.subscribe(
             self.spec.topic, group=self.spec.group, prefetch=self.spec.prefetch
         )

@@ -77,6 +77,7 @@ def majority(replicas: int) -> int:
 
 
 class KafkaBroker(Broker):
+    SYSTEM = "kafka"
     capabilities = Capabilities(
         durable=True,
         consumer_groups=True,

@@ -83,6 +83,7 @@ def delay_bucket_ms(delay: float) -> int:
 
 
 class RabbitBroker(Broker):
+    SYSTEM = "rabbitmq"
     capabilities = Capabilities(
         durable=True,
         consumer_groups=True,

@@ -197,6 +197,7 @@ async def _release(pubsub: PubSub, owner: aioredis.Redis | None) -> None:
 
 
 class RedisPubSubBroker(Broker):
+    SYSTEM = "redis"
     capabilities = Capabilities()  # fan-out only; see the module docstring
 
     OPTIONS = (*Broker.OPTIONS, pubsub_cluster.SHARDED)

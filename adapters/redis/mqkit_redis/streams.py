@@ -53,6 +53,7 @@ class ReplicationError(RedisConnectionError):
 
 
 class RedisStreamsBroker(LeasingBroker):
+    SYSTEM = "redis"
     capabilities = Capabilities(
         durable=True,
         consumer_groups=True,

@@ -58,6 +58,7 @@ BUSY_TIMEOUT = options.duration("busy_timeout", "30s", "how long a write waits f
 
 
 class SqliteBroker(LeasingBroker):
+    SYSTEM = "mqkit.sqlite"
     engine: SqliteEngine
     capabilities = Capabilities(
         durable=True,

@@ -24,15 +24,18 @@ def retry_and_dead_letter(policy: RetryPolicy) -> Middleware:
         try:
             await call_next(ctx)
         except Retry as request:
+            ctx.error = request
             if policy.exhausted(message.attempt):
                 await _dead_letter(ctx, delivery, request)
             else:
                 ctx.outcome = "retried"
                 await delivery.nack(request.delay)
         except (DecodeError, Reject) as exc:
+            ctx.error = exc
             ctx.outcome = "rejected"
             await delivery.reject(exc)
         except Exception as exc:
+            ctx.error = exc
             if policy.should_retry(exc, message.attempt):
                 delay = policy.delay(message.attempt)
                 ctx.outcome = "retried"
