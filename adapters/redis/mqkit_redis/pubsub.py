@@ -138,6 +138,10 @@ class PubSubSubscription(Subscription):
             except redis_client.NETWORK_ERRORS:
                 await self._reconnect()
                 continue
+            except Exception as exc:  # the reader must outlive anything Redis answers
+                log.warning("mqkit: redis+pubsub on %s: %r; listening again", self.topic, exc)
+                await self._reconnect()
+                continue
             if reply is None:
                 continue
             if reply["type"] in _UNSUBSCRIBED:
@@ -162,7 +166,8 @@ class PubSubSubscription(Subscription):
                 await self._listen()
                 log.info("mqkit: redis+pubsub re-subscribed to %s", self.topic)
                 return
-            except (*redis_client.NETWORK_ERRORS, *pubsub_cluster.CLUSTER_ERRORS, TimeoutError):
+            except Exception as exc:  # a node still named in a stale slot map, a failover
+                log.debug("mqkit: redis+pubsub cannot listen to %s yet: %r", self.topic, exc)
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
 

@@ -31,10 +31,6 @@ from mqkit.message import Message
 from mqkit_redis import client
 from mqkit_redis.cluster import SCHEMES as CLUSTER_SCHEMES
 
-# What finding a channel's node raises while the cluster fails over (no node has the slot
-# yet, none of the nodes the client knows answers); the caller tries again.
-CLUSTER_ERRORS = (RedisClusterException, *client.FAILOVER_ERRORS)
-
 SHARDED = options.choice(
     "sharded",
     "auto",

@@ -116,7 +116,9 @@ async def test_check_back_commits_rolls_back_and_dead_letters_unknown(
     store: HalfStore, broker: Broker
 ) -> None:
     g = group()
-    producer = HalfProducer(broker, store, group=g, check_after=0.1)
+    # Long enough that preparing four is over before any is due, on a loaded machine too
+    # (0.1 s was not, once in CI, on Sentinel).
+    producer = HalfProducer(broker, store, group=g, check_after=1.0)
     wanted = {}
     for answer in ("commit", "rollback", "unknown", "raises"):
         half = await producer.prepare("t", answer)
@@ -133,7 +135,7 @@ async def test_check_back_commits_rolls_back_and_dead_letters_unknown(
 
     checker = HalfChecker(broker, store, check, group=g, interval=0.05, max_checks=3)
     assert await checker.check_once() == 0  # not due before check_after
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(1.05)
     for _ in range(3):
         await checker.check_once()
         await asyncio.sleep(0.06)
