@@ -24,19 +24,19 @@ def _destination(topics: set[str]) -> str:
 def sending(tracer: Tracer, system: str, messages: Sequence[Message]) -> Iterator[list[Message]]:
     """A `send` span around publishing `messages`; yields them with its context in their
     headers (copies), which is what the backend must send."""
-    topics = {m.topic for m in messages}
+    destination = _destination({m.topic for m in messages})
     attributes: dict[str, str | int] = {
         "messaging.system": system,
         "messaging.operation.name": "send",
         "messaging.operation.type": "send",
-        "messaging.destination.name": _destination(topics),
+        "messaging.destination.name": destination,
     }
     if len(messages) == 1:
         attributes["messaging.message.id"] = messages[0].id
     else:
         attributes["messaging.batch.message_count"] = len(messages)
     with tracer.start_as_current_span(
-        f"send {_destination(topics)}", kind=SpanKind.PRODUCER, attributes=attributes
+        f"send {destination}", kind=SpanKind.PRODUCER, attributes=attributes
     ):
         yield [m.with_changes(headers=propagation.carrier(m.headers)) for m in messages]
 

@@ -50,6 +50,10 @@ _UNSUBSCRIBED = ("unsubscribe", "punsubscribe", "sunsubscribe")
 _MESSAGES = ("message", "pmessage", "smessage")
 
 
+def is_pattern(topic: str) -> bool:
+    return any(c in topic for c in "*?[")
+
+
 def encode(message: Message) -> bytes:
     meta = {"id": message.id, "ct": message.content_type, "ts": message.timestamp}
     if message.key is not None:
@@ -98,7 +102,7 @@ class PubSubSubscription(Subscription):
         self.broker = broker
         self.topic = topic
         self.group = group
-        self.pattern = any(c in topic for c in "*?[")
+        self.pattern = is_pattern(topic)
         self._pubsub: PubSub | None = None
         self._owner: aioredis.Redis | None = None  # the client of one cluster node, if any
         self._queue: asyncio.Queue[Delivery | None] = asyncio.Queue()
@@ -135,11 +139,8 @@ class PubSubSubscription(Subscription):
             try:
                 assert self._pubsub is not None
                 reply = await self._pubsub.get_message(timeout=1.0)
-            except redis_client.NETWORK_ERRORS:
-                await self._reconnect()
-                continue
             except Exception as exc:  # the reader must outlive anything Redis answers
-                log.warning("mqkit: redis+pubsub on %s: %r; listening again", self.topic, exc)
+                log.info("mqkit: redis+pubsub on %s: %r; listening again", self.topic, exc)
                 await self._reconnect()
                 continue
             if reply is None:
@@ -263,7 +264,7 @@ class RedisPubSubBroker(Broker):
     async def _subscribe(
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription:
-        if self.sharded and any(c in topic for c in "*?["):
+        if self.sharded and is_pattern(topic):
             pubsub_cluster.refuse_pattern(topic)
         subscription = await PubSubSubscription(self, topic, group).start()
         self.subscriptions.add(subscription)
