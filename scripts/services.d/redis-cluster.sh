@@ -17,7 +17,17 @@ redis_cluster_ping() {
     [[ "$(redis_cluster_info "$n" cluster_slots_ok)" == 16384 ]] || return 1
   done
   # A restarted node is known before the others clear its fail flag.
-  ! redis_cli "${REDIS_CLUSTER_PORTS[0]}" cluster nodes | grep -q fail
+  ! redis_cli "${REDIS_CLUSTER_PORTS[0]}" cluster nodes | grep -q fail || return 1
+  # ... and comes back as a replica that has yet to sync: until it has, it cannot take over
+  # when its primary dies (Redis refuses a replica whose data is too old), and the cluster
+  # would lose the primary's slots for good.
+  local replicas=0
+  for n in $(redis_cluster_nodes); do
+    redis_cli "$(redis_cluster_port "$n")" info replication | tr -d '\r' | grep -q '^role:slave' || continue
+    redis_cli "$(redis_cluster_port "$n")" info replication | tr -d '\r' | grep -q '^master_link_status:up' || return 1
+    replicas=$((replicas + 1))
+  done
+  ((replicas == 3))
 }
 
 redis_cluster_config() {
