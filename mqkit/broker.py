@@ -8,6 +8,8 @@ implement the underscored methods; the public methods add the checks every backe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 from abc import ABC, abstractmethod
@@ -16,10 +18,15 @@ from types import TracebackType
 from typing import Any, ClassVar, Literal, Self, TypeVar, cast
 
 from mqkit.capabilities import Capabilities
-from mqkit.errors import ClosedError, InvalidTopicError, MessageTooLargeError
+from mqkit.errors import (
+    BrokerUnavailableError,
+    ClosedError,
+    InvalidTopicError,
+    MessageTooLargeError,
+)
 from mqkit.message import Message
 from mqkit.options import COMMON, MAX_MESSAGE_BYTES, PUBLISH_TIMEOUT, Option, read_options
-from mqkit.telemetry import tracing
+from mqkit.telemetry import metering, tracing
 from mqkit.urls import mask, query_options
 
 # Their home is mqkit.wire; kept importable from here, where they were first.
@@ -99,6 +106,25 @@ class Broker(ABC):
         self._closed = True
         await self._close()
 
+    async def check(self, timeout: float = 5.0) -> None:
+        """Raise BrokerUnavailableError, naming the URL, unless the broker answers now
+        (within `timeout` seconds): what a readiness probe asks."""
+        if self._closed or not self._started:
+            raise BrokerUnavailableError(f"broker {self.safe_url} is not started")
+        try:
+            async with asyncio.timeout(timeout):
+                await self._check()
+        except TimeoutError:
+            raise BrokerUnavailableError(
+                f"broker {self.safe_url} did not answer within {timeout:g}s"
+            ) from None
+        except BrokerUnavailableError:
+            raise
+        except Exception as exc:
+            raise BrokerUnavailableError(
+                f"broker {self.safe_url} does not answer: {exc!r}"
+            ) from exc
+
     async def __aenter__(self) -> Self:
         return await self.start()
 
@@ -153,14 +179,19 @@ class Broker(ABC):
         if not messages:
             return messages
         tracer = tracing.tracer()
-        if tracer is None:
+        meters = metering.instruments()
+        if tracer is None and meters is None:
             await self._send(messages, delay or None)
             return messages
-        from mqkit.telemetry import spans  # OpenTelemetry, imported once there is a provider
+        with contextlib.ExitStack() as observing:
+            if meters is not None:
+                observing.enter_context(meters.sending(self.SYSTEM, messages))
+            if tracer is not None:
+                from mqkit.telemetry import spans  # imports OpenTelemetry's trace API
 
-        with spans.sending(tracer, self.SYSTEM, messages) as traced:
-            await self._send(traced, delay or None)
-        return traced
+                messages = observing.enter_context(spans.sending(tracer, self.SYSTEM, messages))
+            await self._send(messages, delay or None)
+        return messages
 
     async def dead_letter(self, messages: Sequence[Message]) -> None:
         """Publish to dead-letter topics. Backends that keep only what a group's queue holds
@@ -204,6 +235,10 @@ class Broker(ABC):
 
     @abstractmethod
     async def _close(self) -> None: ...
+
+    async def _check(self) -> None:  # noqa: B027 (a hook with a default: nothing to ask)
+        """Ask the broker something cheap; raise if it cannot answer. Embedded backends,
+        which have no server to lose, answer as long as they are open."""
 
     @abstractmethod
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None: ...

@@ -16,7 +16,7 @@ from mqkit.broker import Broker, Delivery
 from mqkit.handlers import compile_handler
 from mqkit.middleware import CallNext, Context, Middleware, chain
 from mqkit.retry import RetryPolicy
-from mqkit.telemetry import tracing
+from mqkit.telemetry import metering, tracing
 from mqkit.worker.feed import Feed
 from mqkit.worker.fetch_gate import Limits, SharedLimits, fetch_gate
 from mqkit.worker.middleware import counting, keyed_limit, replay_filter, retry_and_dead_letter
@@ -57,6 +57,11 @@ class Consumer:
             from mqkit.worker.middleware.tracing import tracing_spans  # imports OpenTelemetry
 
             policies.insert(0, tracing_spans(tracer, system))
+        meters = metering.instruments()
+        if meters is not None:
+            from mqkit.worker.middleware.metrics import measuring  # imports OpenTelemetry
+
+            policies.insert(1 if tracer is not None else 0, measuring(meters, system, spec.group))
         if limits.limiter is not None and spec.rate_by is not None:
             policies.append(keyed_limit(limits.limiter, spec.rate_by))
         middlewares = [*policies, *self._app_middleware, *spec.middleware]

@@ -2,6 +2,7 @@
 Outermost first, as every subscriber runs them:
 
 0. `tracing`: with a TracerProvider installed, a `process` span around the rest.
+   `metrics`: with a MeterProvider installed, the delivery counted and timed.
 1. `stats`: counts the outcome and the messages in flight.
 2. `retry`: settles the delivery. Returning acks it; Retry or a failure nacks it with the
    policy's delay, or dead-letters it once attempts run out; a poison message (DecodeError,
