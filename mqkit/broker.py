@@ -110,7 +110,8 @@ class Broker(ABC):
         """Raise BrokerUnavailableError, naming the URL, unless the broker answers now
         (within `timeout` seconds): what a readiness probe asks."""
         if self._closed or not self._started:
-            raise BrokerUnavailableError(f"broker {self.safe_url} is not started")
+            state = "closed" if self._closed else "not started"
+            raise BrokerUnavailableError(f"broker {self.safe_url} is {state}")
         try:
             async with asyncio.timeout(timeout):
                 await self._check()

@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
@@ -22,6 +23,7 @@ from mqkit.cli.common import (
     store_failure,
     table_console,
 )
+from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.half.checker import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS, HalfChecker
 from mqkit.half.store import HalfRecord, HalfStore
 from mqkit.half.stores import store_for
@@ -131,6 +133,8 @@ def checker(
         int, typer.Option("--max-checks", min=1, help="Checks before the DLQ.")
     ] = DEFAULT_MAX_CHECKS,
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = LOCAL,
 ) -> None:
     """Resolve the group's prepared messages whose producer went quiet, until stopped."""
     function = load_object(check, "check")
@@ -138,7 +142,12 @@ def checker(
         raise UserError(f"{check} is a {type(function).__name__}, not a function")
 
     async def go(half_store: HalfStore) -> HalfChecker:
-        async with connect(pick_url(ctx, url)) as broker:
+        async with (
+            connect(pick_url(ctx, url)) as broker,
+            metrics.endpoint(
+                metrics_port, metrics_host, "mqkit-half-checker", metrics.broker_ready(broker)
+            ),
+        ):
             checker = HalfChecker(
                 broker, half_store, function, group=group, interval=interval,
                 max_checks=max_checks,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
@@ -18,6 +19,7 @@ from mqkit.cli.common import (
     stop_on_signals,
     table_console,
 )
+from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.registry import connect
 from mqkit.urls import mask
 
@@ -120,6 +122,8 @@ def relay(
     once: Annotated[
         bool, typer.Option("--once", help="Relay what is waiting now, then exit.")
     ] = False,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = LOCAL,
 ) -> None:
     """Publish outbox rows to the broker until stopped (SIGTERM/Ctrl-C finish the batch)."""
     _sql()
@@ -128,7 +132,12 @@ def relay(
 
     async def go(engine: AsyncEngine) -> int:
         await outbox_status(engine)  # fails fast, in one line, on a missing table
-        async with connect(pick_url(ctx, url)) as broker:
+        async with (
+            connect(pick_url(ctx, url)) as broker,
+            metrics.endpoint(
+                metrics_port, metrics_host, "mqkit-outbox-relay", metrics.broker_ready(broker)
+            ),
+        ):
             relayer = OutboxRelay(
                 engine, broker, batch_size=batch_size, poll_interval=poll, retention=retention
             )

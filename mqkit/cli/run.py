@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from mqkit.cli import metrics
 from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run
+from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.worker import App
 
 log = logging.getLogger("mqkit")
@@ -32,7 +34,7 @@ def load_app(target: str, *, traceback: bool = False) -> App:
     return app
 
 
-async def serve(app: App) -> None:
+async def serve(app: App, metrics_port: int | None = None, metrics_host: str = LOCAL) -> None:
     """Run `app`; the first signal stops it gracefully, a second one stops it at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,8 +57,9 @@ async def serve(app: App) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        log.info("mqkit: running %d subscriber(s); Ctrl-C to stop", len(app.subscribers))
-        await app.run(stop)
+        async with metrics.endpoint(metrics_port, metrics_host, "mqkit-worker", app.ready):
+            log.info("mqkit: running %d subscriber(s); Ctrl-C to stop", len(app.subscribers))
+            await app.run(stop)
         log.info("mqkit: stopped")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -75,6 +78,8 @@ def run_command(
         bool, typer.Option("--traceback", help="Show the whole traceback of an import error.")
     ] = False,
     url: UrlOption = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = LOCAL,
 ) -> None:
     """Run a worker app (`app = mqkit.App(...)` in module) until SIGINT or SIGTERM."""
     ours = logging.getLogger("mqkit")  # undo the CLI's quiet default: a worker logs fully
@@ -94,6 +99,6 @@ def run_command(
     if shutdown_timeout is not None:
         app.shutdown_timeout = shutdown_timeout
     try:
-        run(serve(app))
+        run(serve(app, metrics_port, metrics_host))
     except asyncio.CancelledError:
         raise typer.Exit(130) from None

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from mqkit.adaptive import AdaptiveConcurrency
 from mqkit.broker import Broker
+from mqkit.errors import BrokerUnavailableError
 from mqkit.handlers import Handler
 from mqkit.message import Message
 from mqkit.middleware import Middleware
@@ -69,6 +70,7 @@ class App:
         self._shutdown: list[Hook] = []
         self.services: list[ServiceSpec] = []
         self._running_services: RunningServices | None = None
+        self._consumers: list[Consumer] | None = None  # while running
 
     # -- declaring ---------------------------------------------------------------------------
 
@@ -158,6 +160,19 @@ class App:
                 shown[f"service {type(service).__name__}"] = service.stats.snapshot()
         return shown
 
+    async def ready(self) -> str | None:
+        """Why the app cannot do its work now, or None when it can: it is running, its
+        broker answers (Broker.check) and every subscriber takes messages. `/readyz`
+        (`--metrics-port`) answers 503 with this."""
+        consumers = self._consumers
+        if consumers is None or self._broker is None:
+            return "the app is not running"
+        try:
+            await self._broker.check()
+        except BrokerUnavailableError as exc:
+            return str(exc)
+        return next((p for c in consumers if (p := c.problem()) is not None), None)
+
     # -- running -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -189,8 +204,10 @@ class App:
                 consumers.append(consumer)
             services = self._running_services = RunningServices(self.services, self._broker)
             services.start()
+            self._consumers = consumers
             yield self
         finally:
+            self._consumers = None
             await asyncio.gather(
                 *(c.stop(self.shutdown_timeout) for c in consumers),
                 *([services.stop(self.shutdown_timeout)] if services else []),

@@ -94,6 +94,14 @@ class Consumer:
             else:
                 self._slots.release()
 
+    def problem(self) -> str | None:
+        """Why this subscriber takes no messages now, or None while it does."""
+        if self._feed is None:
+            return f"the subscriber {self.spec.name} has not started"
+        if not self._feed.reading:
+            return f"the subscription of {self.spec.name} has ended"
+        return None
+
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""
         try:

@@ -43,6 +43,11 @@ class Feed:
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
+    @property
+    def reading(self) -> bool:
+        """Still taking deliveries: the subscription has not ended, nor its reader failed."""
+        return not self._reader.done()
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

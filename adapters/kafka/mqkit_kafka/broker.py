@@ -182,6 +182,10 @@ class KafkaBroker(Broker):
         self._producer = producer
         await finish_within(broken.stop(), 1.0, "stopping the replaced Kafka producer")
 
+    async def _check(self) -> None:
+        assert self._producer is not None
+        await self._producer.client.fetch_all_metadata()  # KafkaError once no broker answers
+
     async def _close(self) -> None:
         if self._renewal is not None:
             abandon(self._renewal)

@@ -140,6 +140,13 @@ class RabbitBroker(Broker):
                 f"cannot reach RabbitMQ at {self.safe_url}: {exc}"
             ) from exc
 
+    async def _check(self) -> None:
+        if not self.connection.connected.is_set():
+            raise BrokerUnavailableError(f"RabbitMQ at {self.safe_url}: reconnecting")
+        assert self._channel is not None
+        # A round trip: a connection that looks open may lead nowhere (a partition).
+        await self._channel.declare_exchange("amq.topic", ExchangeType.TOPIC, passive=True)
+
     async def _close(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
         if self._connection is not None:

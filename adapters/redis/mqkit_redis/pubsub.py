@@ -225,6 +225,9 @@ class RedisPubSubBroker(Broker):
         if isinstance(self.client, RedisCluster):
             self.sharded = await pubsub_cluster.use_sharded(self.client, self.sharding)
 
+    async def _check(self) -> None:
+        await self.client.ping()
+
     async def _close(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
         await self.client.aclose()

@@ -102,6 +102,9 @@ class RedisStreamsBroker(LeasingBroker):
         self._ack_task = asyncio.create_task(self._flush_acks(), name="mqkit-redis-acks")
         self._trim_task = asyncio.create_task(self._trim(), name="mqkit-redis-trim")
 
+    async def _check(self) -> None:
+        await self.client.ping()
+
     async def _close(self) -> None:
         await self._close_subscriptions()
         for task in (self._ack_task, self._trim_task):

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
     pick_url,
     stop_on_signals,
 )
+from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.cli.webhook.common import (
     AllowOption,
     DbOption,
@@ -48,6 +50,8 @@ def dispatch(
     in_flight: Annotated[int, typer.Option("--in-flight", min=1)] = 512,
     url: UrlOption = None,
     db: DbOption = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = LOCAL,
 ) -> None:
     """POST the topics' messages to their endpoints, signed, with retries, until stopped."""
     from mqkit.webhooks.client import WebhookClient
@@ -61,7 +65,12 @@ def dispatch(
     patience = valid(lambda: parse_duration(disable_after, name="--disable-after"))
 
     async def go(registry: EndpointRegistry, log: AttemptLog) -> Dispatcher:
-        async with connect(pick_url(ctx, url)) as broker:
+        async with (
+            connect(pick_url(ctx, url)) as broker,
+            metrics.endpoint(
+                metrics_port, metrics_host, "mqkit-webhook-dispatcher", metrics.broker_ready(broker)
+            ),
+        ):
             dispatcher = Dispatcher(
                 broker, registry, log, topics=topic, group=group, client=client,
                 schedule=plan, disable_after=patience, in_flight=in_flight,

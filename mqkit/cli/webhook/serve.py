@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 import uvicorn
 
+from mqkit import http_server
+from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
@@ -17,6 +17,7 @@ from mqkit.cli.common import (
     run,
     stop_on_signals,
 )
+from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.cli.webhook.common import (
     valid,
 )
@@ -27,15 +28,6 @@ if TYPE_CHECKING:
     pass
 
 T = TypeVar("T")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, with SIGTERM/Ctrl-C handled like every mqkit command: finish the requests in
-    progress and exit 0 (uvicorn's own handling re-raises the signal after shutting down)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def _watch(server: uvicorn.Server, stop: asyncio.Event, banner: str) -> None:
@@ -74,6 +66,8 @@ def serve(
         ),
     ] = None,
     url: UrlOption = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = LOCAL,
 ) -> None:
     """Receive webhooks: verify, deduplicate, publish to the source's topic, then answer."""
     from mqkit.idempotency.store import IdempotencyStore
@@ -95,15 +89,16 @@ def serve(
     store: IdempotencyStore | None = dedup_store(dedup) if dedup else None
 
     async def go() -> None:
-        async with connect(pick_url(ctx, url)) as broker:
+        async with (
+            connect(pick_url(ctx, url)) as broker,
+            metrics.endpoint(
+                metrics_port, metrics_host, "mqkit-webhook-receiver", metrics.broker_ready(broker)
+            ),
+        ):
             receiver = Receiver(
                 broker, sources, dedup=store, max_body=limit, max_pending=max_pending
             )
-            config = uvicorn.Config(
-                receiver, host=host, port=port, log_level="warning", access_log=False,
-                lifespan="off",
-            )  # fmt: skip
-            server = _Server(config)
+            server = http_server.Server(http_server.config(receiver, host, port))
             stop = asyncio.Event()
             stop_on_signals(stop)
             banner = f"receiving on http://{host}:{port}/<source> -> {broker.safe_url}"

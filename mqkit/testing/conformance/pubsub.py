@@ -1,6 +1,6 @@
 """Conformance cases, publishing and consuming: round trip, volume, topics, consumer groups,
-continuing after close, concurrent subscribe and close, size limits, closing. (Settling,
-redelivery, order, delays and replay are in delivery.py.)"""
+continuing after close, concurrent subscribe and close, size limits, closing, the readiness
+check. (Settling, redelivery, order, delays and replay are in delivery.py.)"""
 
 from __future__ import annotations
 
@@ -256,3 +256,16 @@ async def test_settling_twice_is_a_no_op(broker: mqkit.Broker, topic: str) -> No
         await d.ack()
         await d.nack()
         assert await nothing_arrives(sub, 0.3)
+
+
+async def test_check_answers_only_while_started(url: str) -> None:
+    """What a readiness probe asks (`/readyz`): the broker answers now. Taking it down is
+    each backend's failover suite's business; here, before start and after close."""
+    broker = mqkit.connect(url)
+    with pytest.raises(mqkit.BrokerUnavailableError, match="not started"):
+        await broker.check()
+    async with broker:
+        await broker.check()
+        await broker.check()
+    with pytest.raises(mqkit.BrokerUnavailableError, match="closed"):
+        await broker.check()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -161,3 +162,21 @@ def test_the_webhook_database_sits_next_to_the_broker_file_in_use(tmp_path: Path
     assert added.returncode == 0, added.stderr
     assert (broker_dir / "webhooks.db").exists()
     assert not (tmp_path / "xdg" / "mqkit" / "webhooks.db").exists()
+
+
+def test_run_on_a_metrics_port_in_use_says_so_and_exits_2(tmp_path: Path) -> None:
+    _module(tmp_path, "ok_app", "import mqkit\n\napp = mqkit.App()\n\n"
+            "@app.subscriber('t')\nasync def h(body: bytes) -> None:\n    pass\n")  # fmt: skip
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = f"sqlite:///{tmp_path / 'q.db'}"
+        result = mqkit("run", "ok_app:app", "--metrics-port", str(port), url=url, cwd=tmp_path)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert "Traceback" not in err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"mqkit: error: cannot serve on 127.0.0.1:{port} (see the line above)"
+    )
