@@ -46,7 +46,8 @@ async def _serve(server: uvicorn.Server) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(app: Any, host: str, port: int) -> AsyncIterator[Server]:
-    """Serve `app` on host:port for the duration of the block, listening once it begins."""
+    """Serve `app` on host:port for the duration of the block, listening once it begins;
+    leaving it waits for the requests in progress to finish."""
     server = Server(config(app, host, port))
     task = asyncio.create_task(_serve(server), name=f"mqkit-http-{port}")
     try:
@@ -54,6 +55,4 @@ async def serving(app: Any, host: str, port: int) -> AsyncIterator[Server]:
         yield server
     finally:
         server.should_exit = True
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(task), 5)
-        task.cancel()
+        await task

@@ -47,21 +47,18 @@ class Consumer:
 
     def _chain(self, limits: Limits, system: str) -> CallNext:
         spec = self.spec
-        policies: list[Middleware] = [
-            counting(spec.stats),
-            retry_and_dead_letter(self._policy),
-            replay_filter(),
-        ]
+        policies: list[Middleware] = []  # outermost first
         tracer = tracing.tracer()
         if tracer is not None:
             from mqkit.worker.middleware.tracing import tracing_spans  # imports OpenTelemetry
 
-            policies.insert(0, tracing_spans(tracer, system))
+            policies.append(tracing_spans(tracer, system))
         meters = metering.instruments()
         if meters is not None:
             from mqkit.worker.middleware.metrics import measuring  # imports OpenTelemetry
 
-            policies.insert(1 if tracer is not None else 0, measuring(meters, system, spec.group))
+            policies.append(measuring(meters, system, spec.group))
+        policies += [counting(spec.stats), retry_and_dead_letter(self._policy), replay_filter()]
         if limits.limiter is not None and spec.rate_by is not None:
             policies.append(keyed_limit(limits.limiter, spec.rate_by))
         middlewares = [*policies, *self._app_middleware, *spec.middleware]

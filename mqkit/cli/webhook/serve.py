@@ -6,7 +6,6 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-import uvicorn
 
 from mqkit import http_server
 from mqkit.cli import metrics
@@ -28,15 +27,6 @@ if TYPE_CHECKING:
     pass
 
 T = TypeVar("T")
-
-
-async def _watch(server: uvicorn.Server, stop: asyncio.Event, banner: str) -> None:
-    """Say where it listens once it does; stop it when asked."""
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event for it)
-        await asyncio.sleep(0.05)
-    print(banner, flush=True)
-    await stop.wait()
-    server.should_exit = True
 
 
 def serve(
@@ -98,18 +88,14 @@ def serve(
             receiver = Receiver(
                 broker, sources, dedup=store, max_body=limit, max_pending=max_pending
             )
-            server = http_server.Server(http_server.config(receiver, host, port))
             stop = asyncio.Event()
             stop_on_signals(stop)
-            banner = f"receiving on http://{host}:{port}/<source> -> {broker.safe_url}"
-            watcher = asyncio.create_task(_watch(server, stop, banner))
             try:
-                await server.serve()
+                async with http_server.serving(receiver, host, port):
+                    print(f"receiving on http://{host}:{port}/<source> -> {broker.safe_url}")
+                    await stop.wait()
             finally:
-                watcher.cancel()
                 if store is not None:
                     await store.close()
-            if not server.started:
-                raise UserError(f"cannot serve on {host}:{port} (see the line above)")
 
     run(go())

@@ -13,38 +13,45 @@ from mqkit.telemetry.instruments import Attributes, Instruments
 
 
 def measuring(meters: Instruments, system: str, group: str) -> Middleware:
-    by_topic: dict[str, Attributes] = {}  # a pattern subscription sees several topics
+    # Attribute sets made once each and reused: this runs once per message, and a pattern
+    # subscription sees several topics.
+    made: dict[tuple[str, ...], Attributes] = {}
 
-    def attributes_of(topic: str) -> Attributes:
-        attributes = by_topic.get(topic)
-        if attributes is None:
-            attributes = by_topic[topic] = {
+    def attributes(topic: str, *extra: str) -> Attributes:
+        """The attributes of `topic`, with (name, value) pairs `extra` flattened in."""
+        key = (topic, *extra)
+        found = made.get(key)
+        if found is None:
+            found = made[key] = {
                 "messaging.system": system,
                 "messaging.operation.name": "process",
                 "messaging.destination.name": topic,
                 "messaging.consumer.group.name": group,
+                **dict(zip(extra[::2], extra[1::2], strict=True)),
             }
-        return attributes
+        return found
 
     async def middleware(ctx: Context, call_next: CallNext) -> None:
-        attributes = attributes_of(ctx.message.topic)
-        meters.in_flight.add(1, attributes)
+        topic = ctx.message.topic
+        meters.in_flight.add(1, attributes(topic))
         started = time.perf_counter()
         try:
             await call_next(ctx)
         finally:
             took = time.perf_counter() - started
-            meters.in_flight.add(-1, attributes)
+            meters.in_flight.add(-1, attributes(topic))
             outcome = ctx.outcome or "unknown"
-            settled: Attributes = {**attributes, "mqkit.outcome": outcome}
-            if ctx.error is not None:
-                settled["error.type"] = type(ctx.error).__qualname__
+            if ctx.error is None:
+                settled = attributes(topic, "mqkit.outcome", outcome)
+            else:
+                error = type(ctx.error).__qualname__
+                settled = attributes(topic, "mqkit.outcome", outcome, "error.type", error)
             meters.consumed.add(1, settled)
             meters.process_duration.record(took, settled)
             if outcome == "retried":
-                meters.retries.add(1, attributes)
+                meters.retries.add(1, attributes(topic))
             elif outcome in ("dead_lettered", "rejected"):
                 reason = "attempts" if outcome == "dead_lettered" else "rejected"
-                meters.dead_letters.add(1, {**attributes, "mqkit.reason": reason})
+                meters.dead_letters.add(1, attributes(topic, "mqkit.reason", reason))
 
     return middleware
