@@ -53,12 +53,22 @@ class Feed:
         if not task.cancelled() and task.exception() is not None:
             log.error("mqkit: handling a delivery failed", exc_info=task.exception())
 
+    async def _stop_reading(self) -> None:
+        """Cancel the reader until it ends. The reader runs client-library code (the
+        subscription's fetch, a shared limiter's Redis call) and a cancellation it swallows
+        would leave stop() waiting forever: one CI run hung on exactly that."""
+        while not self._reader.done():
+            self._reader.cancel()
+            done, _ = await asyncio.wait({self._reader}, timeout=1.0)
+            if not done:
+                log.warning("mqkit: %s ignored a cancellation; cancelling again", self._reader)
+        with contextlib.suppress(asyncio.CancelledError):
+            self._reader.result()
+
     async def stop(self, deadline_s: float | None = None) -> None:
         """Stop fetching; wait for the tasks in flight (at most `deadline_s` seconds), cancel
         the rest; close the subscription."""
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await self._stop_reading()
         if self._tasks:
             timeout = None if deadline_s is None else max(0.0, deadline_s)
             await asyncio.wait(set(self._tasks), timeout=timeout)
