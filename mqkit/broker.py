@@ -164,10 +164,13 @@ class Broker(ABC):
         await self.send(messages, delay=delay)
 
     async def send(
-        self, messages: Sequence[Message], *, delay: float | None = None
+        self, messages: Sequence[Message], *, delay: float | None = None, created: bool = False
     ) -> Sequence[Message]:
         """Check and hand messages to the backend; shared by publish and publish_batch.
-        Returns what was sent: `messages`, or with tracing on, copies carrying the trace."""
+        Returns what was sent: `messages`, or with tracing on, copies carrying the trace.
+        `created`: the messages were stored to be sent later (the outbox, half messages, the
+        DLQ) and carry the trace context of their creation, which they keep (see
+        telemetry/spans.py)."""
         if self._closed:
             raise ClosedError(f"cannot publish: broker {self.safe_url} is closed")
         if delay is not None and delay < 0:
@@ -190,7 +193,9 @@ class Broker(ABC):
             if tracer is not None:
                 from mqkit.telemetry import spans  # imports OpenTelemetry's trace API
 
-                messages = observing.enter_context(spans.sending(tracer, self.SYSTEM, messages))
+                messages = observing.enter_context(
+                    spans.sending(tracer, self.SYSTEM, messages, created=created)
+                )
             await self._send(messages, delay or None)
         return messages
 

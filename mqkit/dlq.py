@@ -195,8 +195,8 @@ class DeadLetters:
                     continue
                 seen.add((dead.id, dead.group))
                 action = decide(dead)
-                if action == "replay":
-                    await self.broker.publish_batch([dead.original()])
+                if action == "replay":  # still in the trace that dead-lettered it
+                    await self.broker.send([dead.original()], created=True)
                 if action == "keep":
                     kept.append(delivery)
                 else:
@@ -210,7 +210,7 @@ class DeadLetters:
     async def _rotate(self, kept: Sequence[Delivery]) -> None:
         """On a log whose acks are cumulative (Kafka), what stays must move behind what went,
         or the removed entries would come back: republish it (same id), then ack it."""
-        await self.broker.publish_batch([d.message.with_changes(attempt=0) for d in kept])
+        await self.broker.send([d.message.with_changes(attempt=0) for d in kept], created=True)
         for delivery in kept:
             await delivery.ack()
 

@@ -37,6 +37,7 @@ from mqkit.half.store import (
 )
 from mqkit.message import Message
 from mqkit.stats import Counters
+from mqkit.telemetry import tracing
 from mqkit.wire import dead_letter_copy
 
 log = logging.getLogger("mqkit.half")
@@ -97,23 +98,46 @@ class HalfChecker:
         return len(due)
 
     async def _resolve(self, record: HalfRecord) -> None:
+        tracer = tracing.tracer()
+        if tracer is None:
+            await self._decide(record)
+            return
+        from mqkit.telemetry import spans
+
+        # In the trace of the producer that prepared the message: a checker's loop has none.
+        name = "commit" if record.state == COMMITTING else "check"
+        attributes: dict[str, str | int] = {
+            "messaging.system": self.broker.SYSTEM,
+            "mqkit.half.group": self.group,
+            "mqkit.half.checks": record.checks,
+        }
+        with spans.stage(tracer, name, record.message, attributes, own_trace=True) as span:
+            span.set_attribute("mqkit.half.outcome", await self._decide(record))
+
+    async def _decide(self, record: HalfRecord) -> str:
+        """Ask and act; what became of the message (`taken`: another checker or the
+        producer resolved it meanwhile)."""
         message = record.message
         if record.state == COMMITTING:  # its committer died after deciding
             await self._publish(message)
             self.stats.finished += 1
-            return
+            return "finished"
         resolution = await self._ask(message)
         if resolution is Resolution.COMMIT:
             if await self.store.begin_commit(message.id, self._me, COMMIT_LEASE, held_by=self._me):
                 await self._publish(message)
                 self.stats.committed += 1
+                return "committed"
         elif resolution is Resolution.ROLLBACK:
             if await self.store.resolve(message.id, ROLLED_BACK, held_by=self._me):
                 self.stats.rolled_back += 1
+                return "rolled_back"
         elif record.checks >= self.max_checks:
-            await self._dead_letter(message, record.checks)
+            return "dead_lettered" if await self._dead_letter(message, record.checks) else "taken"
         else:
             self.stats.unknown += 1  # asked again after the interval the claim set
+            return "unknown"
+        return "taken"
 
     async def _ask(self, message: Message) -> Resolution:
         try:
@@ -131,19 +155,21 @@ class HalfChecker:
             return Resolution.UNKNOWN
 
     async def _publish(self, message: Message) -> None:
-        await self.broker.publish_batch([message])
+        await self.broker.send([message], created=True)
         await self.store.finish_commit(message.id, self._me)
 
-    async def _dead_letter(self, message: Message, checks: int) -> None:
+    async def _dead_letter(self, message: Message, checks: int) -> bool:
         reason = (
             f"half message unresolved: the check of group {self.group!r} answered UNKNOWN "
             f"{checks} times"
         )
         # The DLQ copy goes first: a crash right after it leaves a duplicate note, never none.
         await self.broker.dead_letter([dead_letter_copy(message, reason, group=self.group)])
-        if await self.store.resolve(message.id, DEAD_LETTERED, held_by=self._me, reason=reason):
-            self.stats.dead_lettered += 1
-            log.error("%s: %s (sent to %s.dlq)", message.id, reason, message.topic)
+        if not await self.store.resolve(message.id, DEAD_LETTERED, held_by=self._me, reason=reason):
+            return False
+        self.stats.dead_lettered += 1
+        log.error("%s: %s (sent to %s.dlq)", message.id, reason, message.topic)
+        return True
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Check until `stop` is set. Store and broker failures are logged and retried."""

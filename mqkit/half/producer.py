@@ -10,10 +10,14 @@ A prepared message is in the store only; no consumer can see it. `commit()` publ
 (waiting for the broker's confirm) and records that; `rollback()` drops it. If the producer
 dies in between, a checker (mqkit.half.checker) asks the group's check function after the
 check timeout and does what it says.
+
+Traced: prepare makes a `create` span whose context the message keeps; the commit (a
+`commit` span, or the checker's `check`) and the consumers continue that trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +28,7 @@ from mqkit.broker import Broker, validate_topic
 from mqkit.errors import HalfMessageError, MessageTooLargeError
 from mqkit.half.store import COMMITTED, COMMITTING, ROLLED_BACK, HalfStore
 from mqkit.message import Message
+from mqkit.telemetry import tracing
 
 DEFAULT_CHECK_AFTER = 6.0
 COMMIT_LEASE = 60.0  # a committer silent this long is presumed dead; a checker finishes
@@ -88,6 +93,11 @@ class HalfProducer:
         validate_topic(topic)  # bad input fails now, not at commit
         if message.size > self.broker.max_message_bytes:
             raise MessageTooLargeError(message.size, self.broker.max_message_bytes)
+        tracer = tracing.tracer()
+        if tracer is not None:  # the context the commit, the check-back and consumers continue
+            from mqkit.telemetry import spans
+
+            message = spans.created(tracer, message, self._attributes())
         wait = self.check_after if check_after is None else check_after
         await self.store.prepare(self.group, message, time.time() + wait)
         return HalfMessage(self, message)
@@ -97,9 +107,20 @@ class HalfProducer:
         message = await self.store.begin_commit(id, holder, COMMIT_LEASE)
         if message is None:
             return await self._already_resolved(id, COMMITTED)
-        await self.broker.publish_batch([message])
-        await self.store.finish_commit(id, holder)
+        tracer = tracing.tracer()
+        with contextlib.ExitStack() as tracing_it:
+            if tracer is not None:
+                from mqkit.telemetry import spans
+
+                tracing_it.enter_context(
+                    spans.stage(tracer, "commit", message, self._attributes(), own_trace=False)
+                )
+            await self.broker.send([message], created=True)
+            await self.store.finish_commit(id, holder)
         return message
+
+    def _attributes(self) -> dict[str, str | int]:
+        return {"messaging.system": self.broker.SYSTEM, "mqkit.half.group": self.group}
 
     async def rollback(self, id: str) -> None:
         if not await self.store.resolve(id, ROLLED_BACK):

@@ -18,6 +18,10 @@ messages go out in order however many relays run. The next batch is claimed whil
 broker confirms the last one. Relays sleep on LISTEN (the table's trigger NOTIFYs on
 insert) and poll as a fallback.
 
+A row carries the trace context of the transaction that added it (outbox.add writes a
+`create` span's into its headers); the relay's `send` span links to it and the message keeps
+it, so its consumers continue the transaction's trace.
+
 SQLite has no row locks: a batch is claimed by a lease (`claimed_by`, `claimed_until`) in
 one short write, so business transactions are never blocked while the broker is slow; a key
 whose earlier row is leased by another relay is skipped. A dead relay's rows are taken over
@@ -229,12 +233,12 @@ class OutboxRelay:
             except ValueError as exc:  # headers that are not JSON: written by hand, not by add()
                 failed[row.seq] = (Message(topic=row.topic, body=b"", id=row.id), exc)
         try:
-            await self.broker.publish_batch(list(messages.values()))
+            await self.broker.send(list(messages.values()), created=True)
         except (MessageTooLargeError, ConfigurationError):
             # One bad row must not hold back the rest: publish one by one, set the bad aside.
             for seq, message in list(messages.items()):
                 try:
-                    await self.broker.publish_batch([message])
+                    await self.broker.send([message], created=True)
                 except (MessageTooLargeError, ConfigurationError) as exc:
                     failed[seq] = (messages.pop(seq), exc)
         if failed:

@@ -28,6 +28,7 @@ from mqkit.broker import validate_topic
 from mqkit.message import Message
 from mqkit.outbox.schema import TABLE, outbox
 from mqkit.sql import row_of
+from mqkit.telemetry import tracing
 
 SyncTransaction = Session | Connection | sqlite3.Connection
 AsyncTransaction = AsyncSession | AsyncConnection
@@ -79,6 +80,11 @@ def add(
     message = Message.create(
         validate_topic(topic), payload, key=key, headers=headers, id=id, content_type=content_type
     )
+    tracer = tracing.tracer()
+    if tracer is not None:  # the transaction's trace goes into the row; the relay keeps it
+        from mqkit.telemetry import spans
+
+        message = spans.created(tracer, message, {"mqkit.stored_in": "outbox"})
     row = row_of(message)
     if isinstance(tx, sqlite3.Connection):
         tx.execute(_SQLITE3_INSERT, tuple(row[c] for c in _COLUMNS))

@@ -22,7 +22,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from mqkit.errors import SsrfError
-from mqkit.urls import mask_in
+from mqkit.telemetry import tracing
+from mqkit.urls import mask, mask_in
 from mqkit.webhooks.ssrf import SsrfGuard
 
 DEFAULT_TIMEOUT = 15.0
@@ -105,6 +106,7 @@ class WebhookClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 trust_env=False,
                 headers={"User-Agent": USER_AGENT},
+                trace_configs=_tracing(),
             )
         return self._session
 
@@ -142,6 +144,17 @@ class WebhookClient:
             await self._session.close()
             self._session = None
         await asyncio.sleep(0)  # let aiohttp's transports finish closing
+
+
+def _tracing() -> list[aiohttp.TraceConfig]:
+    """OpenTelemetry's aiohttp instrumentation, once a TracerProvider is installed: a client
+    span per attempt (a child of the dispatcher's `process` span), `traceparent` sent along.
+    Endpoint URLs may carry tokens: the span gets the URL masked."""
+    if tracing.tracer() is None:
+        return []
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config(url_filter=lambda url: mask(str(url)))]
 
 
 def _error_text(exc: BaseException, url: str) -> str:

@@ -27,10 +27,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from mqkit.broker import Broker, Delivery
 from mqkit.message import Message
+from mqkit.telemetry import tracing
 from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
 from mqkit.webhooks.client import Response, WebhookClient
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
@@ -41,6 +42,9 @@ from mqkit.webhooks.signing import sign
 from mqkit.webhooks.stats import DispatchStats
 from mqkit.wire import WEBHOOK_ATTEMPT, WEBHOOK_ENDPOINT, WEBHOOK_TOPIC
 from mqkit.worker.feed import Feed
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("mqkit.webhooks")
 
@@ -195,11 +199,31 @@ class Dispatcher:
 
         async def handled(delivery: Delivery) -> None:
             try:
-                await handle(delivery)
+                tracer = tracing.tracer()
+                if tracer is None:
+                    await handle(delivery)
+                else:
+                    await self._traced(tracer, handle, delivery)
             finally:
                 self._budget.release()
 
         return handled
+
+    async def _traced(
+        self, tracer: Tracer, handle: Callable[[Delivery], Awaitable[None]], delivery: Delivery
+    ) -> None:
+        """A `process` span continuing the message's trace; each HTTP attempt is a client
+        span within it (client.py), a retry scheduled here carries it on."""
+        from mqkit.telemetry import spans
+
+        system, message = self.broker.SYSTEM, delivery.message
+        with spans.processing(tracer, system, message, self.group) as span:
+            try:
+                await handle(delivery)
+            except BaseException as exc:
+                spans.outcome(span, "failed", exc)
+                raise
+            spans.outcome(span, "handled", None)
 
     # -- a message from a source topic ---------------------------------------------------------
 

@@ -31,13 +31,14 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mqkit.broker import Broker
 from mqkit.errors import WebhookVerificationError
 from mqkit.idempotency.memory import MemoryStore
 from mqkit.idempotency.store import Claim, IdempotencyStore
 from mqkit.ratelimit import Limiter
+from mqkit.telemetry import tracing
 from mqkit.webhooks.signing import (
     DEFAULT_TOLERANCE,
     Secret,
@@ -105,9 +106,16 @@ class Receiver:
         self.pending = 0
         self.limiter = limiter
         self.app = Starlette(routes=[Route("/{source}", self._receive, methods=["POST"])])
+        self._traced: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        if self._traced is None and tracing.tracer() is not None:
+            # OpenTelemetry's ASGI instrumentation: a server span per request, continuing the
+            # sender's traceparent; the message published within it carries that trace.
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+            self._traced = OpenTelemetryMiddleware(self.app, exclude_spans=["receive", "send"])
+        await (self._traced or self.app)(scope, receive, send)
 
     async def _receive(self, request: Request) -> Response:
         if self.pending >= self.max_pending:

@@ -7,52 +7,19 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.test.globals_test import reset_trace_globals
 from opentelemetry.trace import SpanKind, StatusCode
 
 import mqkit
+from mqkit.dlq import DeadLetters
 from mqkit.retry import RetryPolicy
 from mqkit.testing import TestApp
 from mqkit.testing.waiting import until
+from tests.support.tracing import ids, ids_of, install, named, spans
 
-
-def install() -> InMemorySpanExporter:
-    """An SDK TracerProvider, installed as an application would, exporting to memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """install() for the test, and the global provider removed after it."""
-    try:
-        yield install()
-    finally:
-        reset_trace_globals()
-
-
-def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name == name]
-
-
-def ids(traceparent: str) -> tuple[int, int]:
-    """The trace and span ids a W3C `traceparent` names."""
-    _, trace_id, span_id, _ = traceparent.split("-")
-    return int(trace_id, 16), int(span_id, 16)
-
-
-def ids_of(span: ReadableSpan) -> tuple[int, int]:
-    return span.context.trace_id, span.context.span_id
+__all__ = ["spans"]  # the fixture
 
 
 async def test_without_a_provider_there_are_no_spans_and_no_headers() -> None:
@@ -135,6 +102,34 @@ async def test_every_attempt_and_the_dead_letter_are_in_the_publishs_trace(
     assert dlq_send.parent is not None and dlq_send.parent.span_id == attempts[-1].context.span_id
     assert dead.message.id == sent.id
     assert ids(dead.message.headers["traceparent"]) == ids_of(dlq_send)
+
+
+async def test_a_replayed_dead_letter_stays_in_the_trace_that_dead_lettered_it(
+    spans: InMemorySpanExporter,
+) -> None:
+    app = mqkit.App(retry=RetryPolicy(max_attempts=1))
+    broken = True
+
+    @app.subscriber("orders", group="billing")
+    async def bill(body: bytes) -> None:
+        if broken:
+            raise ValueError("card declined")
+
+    async with TestApp(app) as t:
+        await t.publish("orders", b"x")
+        await t.settled()
+        broken = False
+        assert len(await DeadLetters(t.broker, "orders", idle=0.2).replay()) == 1
+        await until(lambda: t.stats("orders").handled == 1)
+    [dlq_send] = named(spans, "send orders.dlq")
+    first, again = sorted(named(spans, "process orders"), key=lambda s: s.start_time or 0)
+    [replay_send] = [s for s in named(spans, "send orders") if s.links]
+    assert first.attributes and first.attributes["mqkit.outcome"] == "dead_lettered"
+    assert again.attributes and again.attributes["mqkit.outcome"] == "handled"
+    assert again.parent is not None and again.parent.span_id == dlq_send.context.span_id
+    assert again.context.trace_id == first.context.trace_id
+    [link] = replay_send.links
+    assert link.context.span_id == dlq_send.context.span_id
 
 
 async def test_what_a_handler_publishes_continues_its_trace(spans: InMemorySpanExporter) -> None:
