@@ -31,6 +31,7 @@ from mqkit.errors import (
     UnknownSchemeError,
     WebhookVerificationError,
 )
+from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.middleware import Context
 from mqkit.registry import connect
@@ -68,6 +69,7 @@ __all__ = [
     "Delivery",
     "HalfMessageError",
     "InvalidTopicError",
+    "Lag",
     "Message",
     "MessageTooLargeError",
     "MqkitError",

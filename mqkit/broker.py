@@ -21,9 +21,11 @@ from mqkit.capabilities import Capabilities
 from mqkit.errors import (
     BrokerUnavailableError,
     ClosedError,
+    ConfigurationError,
     InvalidTopicError,
     MessageTooLargeError,
 )
+from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.options import COMMON, MAX_MESSAGE_BYTES, PUBLISH_TIMEOUT, Option, read_options
 from mqkit.telemetry import metering, tracing
@@ -234,7 +236,21 @@ class Broker(ABC):
         """Refuse a topic this backend cannot subscribe to; backends with patterns widen it."""
         validate_topic(topic)
 
+    async def lag(self, topic: str, group: str) -> Lag:
+        """What `group` has not handled of `topic` (see mqkit/lag.py for what each backend
+        can tell). A group that does not exist yet counts what it would get if it started
+        now, from the earliest retained message where the backend keeps them."""
+        if self._closed or not self._started:
+            raise ClosedError(f"cannot read lag: broker {self.safe_url} is not running")
+        validate_topic(topic)
+        if not self.capabilities.lag:
+            raise ConfigurationError(f"{self.SYSTEM} keeps no consumer groups: no lag to read")
+        return await self._lag(topic, group)
+
     # -- for backends ------------------------------------------------------------------------
+
+    async def _lag(self, topic: str, group: str) -> Lag:
+        raise NotImplementedError  # backends that claim the capability implement it
 
     @abstractmethod
     async def _start(self) -> None: ...

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from mqkit.broker import Start
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ClosedError
+from mqkit.lag import Lag
 from mqkit.leasing import Claimed, LeasingBroker, Signal, Token
 from mqkit.message import Message
 from mqkit.wire import FIRST_FAILED_AT
@@ -28,6 +29,7 @@ class _Entry:
     attempt: int
     ready_at: float
     first_failed_at: str | None = None
+    leased: bool = False  # claimed and not nacked or released since: in flight while it lasts
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class MemoryEngine:
             if entry.ready_at <= now:
                 entry.attempt += 1
                 entry.ready_at = now + lease
+                entry.leased = True
                 message = log[entry.seq - 1][0]
                 if entry.first_failed_at is not None:
                     headers = {**message.headers, FIRST_FAILED_AT: entry.first_failed_at}
@@ -136,6 +139,7 @@ class MemoryEngine:
         entry = self._entry(topic, group, token)
         if entry is not None:
             entry.ready_at = time.time() + delay
+            entry.leased = False
             entry.first_failed_at = entry.first_failed_at or first_failed_at
             self.signal.notify()
 
@@ -154,9 +158,25 @@ class MemoryEngine:
             entry = self._entry(topic, group, token)
             if entry is not None:
                 entry.ready_at = now
+                entry.leased = False
                 if undo_attempt:
                     entry.attempt -= 1
         self.signal.notify()
+
+    def lag(self, topic: str, group: str) -> Lag:
+        now = time.time()
+        t = self.topics.get(topic) or _Topic()
+        g = t.groups.get(group) or _Group(cursor=0)  # a new group starts at the earliest
+        in_flight = sum(1 for e in g.pending.values() if e.leased and e.ready_at > now)
+        waiting = len(g.pending) - in_flight + len(t.log) - g.cursor
+        oldest = next(iter(g.pending), g.cursor + 1 if g.cursor < len(t.log) else None)
+        return Lag(
+            topic,
+            group,
+            waiting=waiting,
+            in_flight=in_flight,
+            oldest_age=None if oldest is None else max(0.0, now - t.log[oldest - 1][0].timestamp),
+        )
 
 
 _named: dict[str, MemoryEngine] = {}
@@ -173,6 +193,9 @@ class MemoryBroker(LeasingBroker):
         delayed_delivery=True,
         replay=True,
         selective_ack=True,
+        lag=True,
+        lag_in_flight=True,
+        lag_age=True,
     )
 
     def __init__(self, url: str = "memory://") -> None:
@@ -191,3 +214,6 @@ class MemoryBroker(LeasingBroker):
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
         self.engine.append(messages, delay)
+
+    async def _lag(self, topic: str, group: str) -> Lag:
+        return self.engine.lag(topic, group)

@@ -243,25 +243,33 @@ def test_database_stays_consistent(tmp_path: Path) -> None:
     conn.close()
 
 
-async def test_a_file_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
-    """Files made before mq_pending.failed_at existed keep working (and keep their data)."""
+@pytest.mark.parametrize(
+    ("version", "dropped"), [(1, ["failed_at", "leased"]), (2, ["leased"])], ids=["1", "2"]
+)
+async def test_a_file_from_an_older_schema_is_upgraded_in_place(
+    tmp_path: Path, version: int, dropped: list[str]
+) -> None:
+    """Files made before mq_pending.failed_at (schema 1) or mq_pending.leased (2) existed
+    keep working, and keep their data."""
     db = tmp_path / "old.db"
     url = f"sqlite:///{db}"
     async with mqkit.connect(url) as broker:
         await (await broker.subscribe("t", group="g")).close()
         sent = await broker.publish("t", b"from before")
     conn = sqlite3.connect(db)
-    conn.executescript("ALTER TABLE mq_pending DROP COLUMN failed_at; PRAGMA user_version=1;")
+    drops = "".join(f"ALTER TABLE mq_pending DROP COLUMN {c};" for c in dropped)
+    conn.executescript(f"{drops} PRAGMA user_version={version};")
     conn.close()
     async with mqkit.connect(url) as broker, await broker.subscribe("t", group="g") as sub:
         delivery = await asyncio.wait_for(anext(sub), 20)
         assert delivery.message.id == sent.id
+        assert (await broker.lag("t", "g")).in_flight == 1
         await delivery.nack()
         again = await asyncio.wait_for(anext(sub), 20)
         assert again.message.attempt == 2 and "mqkit-first-failed-at" in again.message.headers
         await again.ack()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     conn.close()
 
 

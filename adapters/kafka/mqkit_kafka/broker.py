@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -39,8 +39,10 @@ from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.deadline import within_deadline
 from mqkit.errors import BrokerUnavailableError, ConfigurationError
+from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.shutdown import abandon, finish_within
+from mqkit_kafka.lag import group_lag
 from mqkit_kafka.records import to_record
 from mqkit_kafka.subscription import KafkaSubscription
 
@@ -86,6 +88,7 @@ class KafkaBroker(Broker):
         delayed_delivery=True,
         replay=True,
         selective_ack=False,  # one committed offset per partition
+        lag=True,  # in flight is not told apart, and ages are not read: see lag.py
     )
 
     OPTIONS = (*Broker.OPTIONS, PARTITIONS, REPLICATION, MIN_INSYNC, MAX_INLINE_DELAY)
@@ -103,6 +106,8 @@ class KafkaBroker(Broker):
         self.subscriptions: set[KafkaSubscription] = set()
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None  # reads end offsets for lag()
+        self._offsets_lock = asyncio.Lock()
         self._topics: set[str] = set()
         self._renewal: asyncio.Task[None] | None = None
 
@@ -197,6 +202,21 @@ class KafkaBroker(Broker):
             await finish_within(self._producer.stop(), 1.0, "stopping the Kafka producer")
         if self._admin is not None:
             await finish_within(self._admin.close(), 0.5, "closing the Kafka admin client")
+        if self._offsets is not None:
+            await finish_within(self._offsets.stop(), 0.5, "stopping the Kafka offsets reader")
+
+    async def _lag(self, topic: str, group: str) -> Lag:
+        assert self._admin is not None
+        async with self._offsets_lock:
+            if self._offsets is None:
+                offsets = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, enable_auto_commit=False
+                )
+                await offsets.start()
+                self._offsets = offsets
+        return await group_lag(
+            self._admin, self._offsets, topic, self.retry_topic(topic, group), group
+        )
 
     # -- topics ------------------------------------------------------------------------------
 

@@ -35,13 +35,14 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     ExchangeType,
 )
-from aio_pika.exceptions import AMQPError
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 
 from mqkit import options
 from mqkit.broker import Broker, Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.deadline import within_deadline
 from mqkit.errors import BrokerUnavailableError, PublishTimeoutError
+from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit.wire import DLQ_GROUP
@@ -92,6 +93,7 @@ class RabbitBroker(Broker):
         delayed_delivery=True,
         replay=False,
         selective_ack=True,
+        lag=True,  # ready messages only: AMQP tells no more (see _lag)
     )
 
     OPTIONS = (*Broker.OPTIONS, QUEUE_TYPE, HOST_ORDER, CONNECT_TIMEOUT)
@@ -146,6 +148,19 @@ class RabbitBroker(Broker):
         assert self._channel is not None
         # A round trip: a connection that looks open may lead nowhere (a partition).
         await self._channel.declare_exchange("amq.topic", ExchangeType.TOPIC, passive=True)
+
+    async def _lag(self, topic: str, group: str) -> Lag:
+        """The group queue's ready messages (queue.declare-ok's message count). Unacked ones
+        and those waiting in delay queues are told by the management API only. A queue that
+        does not exist holds nothing (RabbitMQ keeps nothing for a group before it)."""
+        # On a channel of its own: a missing queue closes the channel that asked.
+        async with self.connection.channel() as channel:
+            try:
+                queue = await channel.declare_queue(group_queue(topic, group), passive=True)
+            except ChannelNotFoundEntity:
+                return Lag(topic, group, waiting=0)
+        ready = queue.declaration_result.message_count or 0
+        return Lag(topic, group, waiting=ready)
 
     async def _close(self) -> None:
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))

@@ -36,12 +36,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from mqkit.broker import Start, Subscription
 from mqkit.capabilities import Capabilities
 from mqkit.errors import ConfigurationError
+from mqkit.lag import Lag
 from mqkit.leasing import LeasedSubscription, LeasingBroker
 from mqkit.message import Message
 from mqkit.urls import mask
 from mqkit_redis import client as redis_client
 from mqkit_redis.fields import to_fields
 from mqkit_redis.keys import Keys
+from mqkit_redis.lag import stream_lag
 from mqkit_redis.lease import StreamLease
 from mqkit_redis.scripts import MOVE_DUE, SCHEDULE
 
@@ -62,6 +64,9 @@ class RedisStreamsBroker(LeasingBroker):
         delayed_delivery=True,
         replay=True,
         selective_ack=True,
+        lag=True,
+        lag_in_flight=True,
+        lag_age=True,
     )
 
     OPTIONS = (
@@ -197,6 +202,9 @@ class RedisStreamsBroker(LeasingBroker):
                 for topic in topics:
                     pipe.xtrim(topic, maxlen=self.maxlen, approximate=True)
                 await pipe.execute()
+
+    async def _lag(self, topic: str, group: str) -> Lag:
+        return await stream_lag(self.client, self.keys, topic, group)
 
     # -- subscribing -------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from mqkit.backends.sqlite.connection import Connection
 from mqkit.backends.sqlite.engine import SqliteEngine
 from mqkit.capabilities import Capabilities
 from mqkit.errors import BrokerUnavailableError, ClosedError, ConfigurationError
+from mqkit.lag import Lag
 from mqkit.leasing import LeasingBroker
 from mqkit.message import Message
 from mqkit.urls import mask
@@ -68,6 +69,9 @@ class SqliteBroker(LeasingBroker):
         delayed_delivery=True,
         replay=True,
         selective_ack=True,
+        lag=True,
+        lag_in_flight=True,
+        lag_age=True,
     )
 
     OPTIONS = (*LeasingBroker.OPTIONS, SYNCHRONOUS, RETENTION, POLL, BUSY_TIMEOUT)
@@ -114,6 +118,9 @@ class SqliteBroker(LeasingBroker):
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
         await self.engine.append(messages, delay)
+
+    async def _lag(self, topic: str, group: str) -> Lag:
+        return await self.engine.lag(topic, group)
 
     async def _watch_other_processes(self) -> None:
         """Wake local consumers when another process commits (publish, ack, nack)."""

@@ -14,6 +14,7 @@ from mqkit.backends.sqlite.connection import Connection
 from mqkit.backends.sqlite.schema import CLAIM, INSERT
 from mqkit.broker import Start
 from mqkit.errors import BrokerUnavailableError, ClosedError
+from mqkit.lag import Lag
 from mqkit.leasing import Claimed, Signal, Token
 from mqkit.message import Message
 from mqkit.urls import mask
@@ -172,7 +173,7 @@ class SqliteEngine:
         params = (time.time() + delay, first_failed_at, topic, group, *token)
         await self._call(
             lambda conn: conn.execute(
-                "UPDATE mq_pending SET ready_at = ?, failed_at = coalesce(failed_at, ?)"
+                "UPDATE mq_pending SET ready_at = ?, leased = 0, failed_at = coalesce(failed_at, ?)"
                 " WHERE topic = ? AND grp = ? AND seq = ? AND attempt = ?",
                 params,
             )
@@ -198,11 +199,39 @@ class SqliteEngine:
         rows = [(now, undo, topic, group, seq, attempt) for seq, attempt in tokens]
         await self._call(
             lambda conn: conn.executemany(
-                "UPDATE mq_pending SET ready_at = ?, attempt = attempt - ?"
+                "UPDATE mq_pending SET ready_at = ?, leased = 0, attempt = attempt - ?"
                 " WHERE topic = ? AND grp = ? AND seq = ? AND attempt = ?",
                 rows,
             )
         )
+
+    async def lag(self, topic: str, group: str) -> Lag:
+        def read(conn: sqlite3.Connection) -> Lag:
+            now = time.time()
+            row = conn.execute(
+                "SELECT cursor FROM mq_groups WHERE topic = ? AND grp = ?", (topic, group)
+            ).fetchone()
+            cursor = row[0] if row else 0  # a new group starts at the earliest
+            after, oldest_after = conn.execute(
+                "SELECT count(*), min(created_at) FROM mq_messages WHERE topic = ? AND seq > ?",
+                (topic, cursor),
+            ).fetchone()
+            pending, in_flight, oldest_pending = conn.execute(
+                "SELECT count(*), coalesce(sum(p.leased AND p.ready_at > ?), 0),"
+                " min(m.created_at) FROM mq_pending p JOIN mq_messages m ON m.seq = p.seq"
+                " WHERE p.topic = ? AND p.grp = ?",
+                (now, topic, group),
+            ).fetchone()
+            oldest = min((t for t in (oldest_after, oldest_pending) if t is not None), default=None)
+            return Lag(
+                topic,
+                group,
+                waiting=after + pending - in_flight,
+                in_flight=in_flight,
+                oldest_age=None if oldest is None else max(0.0, now - oldest),
+            )
+
+        return await self._call(read, write=False, wakes=False)
 
     async def data_version(self) -> int:
         def read(conn: sqlite3.Connection) -> int:

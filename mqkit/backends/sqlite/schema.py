@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
-SCHEMA_VERSION = 2  # 2: mq_pending.failed_at
+SCHEMA_VERSION = 3  # 2: mq_pending.failed_at; 3: mq_pending.leased
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS mq_messages (
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS mq_groups (
 
 -- Entries of a group that are due or in flight: ready_at is when the entry may be claimed
 -- (its delay or its lease ends); acked entries are deleted. failed_at: its first nack.
+-- leased: 1 from a claim until a nack or release (lag tells in flight from delayed by it).
 CREATE TABLE IF NOT EXISTS mq_pending (
     topic     TEXT NOT NULL,
     grp       TEXT NOT NULL,
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS mq_pending (
     attempt   INTEGER NOT NULL,
     ready_at  REAL NOT NULL,
     failed_at TEXT,
+    leased    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, grp, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS mq_pending_ready ON mq_pending (topic, grp, ready_at);
@@ -55,7 +57,7 @@ INSERT = (
 )
 
 CLAIM = """
-UPDATE mq_pending SET attempt = attempt + 1, ready_at = :lease_until
+UPDATE mq_pending SET attempt = attempt + 1, ready_at = :lease_until, leased = 1
 WHERE topic = :topic AND grp = :grp AND seq IN (
     SELECT p.seq FROM mq_pending p
     WHERE p.topic = :topic AND p.grp = :grp AND p.ready_at <= :now
@@ -70,6 +72,8 @@ RETURNING seq, attempt, failed_at
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring a file made by an earlier mqkit up to this schema."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(mq_pending)")}
-    if "failed_at" not in columns:
-        with contextlib.suppress(sqlite3.OperationalError):  # another process was first
-            conn.execute("ALTER TABLE mq_pending ADD COLUMN failed_at TEXT")
+    added = {"failed_at": "TEXT", "leased": "INTEGER NOT NULL DEFAULT 0"}
+    for column, declaration in added.items():
+        if column not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process was first
+                conn.execute(f"ALTER TABLE mq_pending ADD COLUMN {column} {declaration}")
