@@ -16,6 +16,7 @@ from mqkit.cli.half import half_app
 from mqkit.cli.outbox import outbox_app
 from mqkit.cli.publish import publish
 from mqkit.cli.run import run_command
+from mqkit.cli.status import status
 from mqkit.cli.webhook import webhook_app
 from mqkit.errors import MqkitError
 
@@ -52,6 +53,7 @@ def root(
 app.command()(publish)
 app.command()(consume)
 app.command("run")(run_command)
+app.command()(status)
 demo_app = typer.Typer(help="Demos on the configured broker (the embedded default unless told).")
 demo_app.callback(invoke_without_command=True)(demo)
 demo_app.command("peak-shaving")(peak_shaving)

@@ -142,6 +142,11 @@ class App:
         return hook
 
     @property
+    def url(self) -> str | None:
+        """The broker URL the app was given (None: MQKIT_URL, else the default)."""
+        return self._url
+
+    @property
     def broker(self) -> Broker:
         if self._broker is None:
             raise RuntimeError("the app is not running yet: its broker is made by run()")
