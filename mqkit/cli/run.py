@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import signal
@@ -15,9 +16,15 @@ from rich.logging import RichHandler
 from mqkit.cli import metrics
 from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run
 from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
+from mqkit.logs import JsonFormatter
 from mqkit.worker import App
 
 log = logging.getLogger("mqkit")
+
+
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
 
 
 def load_app(target: str, *, traceback: bool = False) -> App:
@@ -74,6 +81,13 @@ def run_command(
         typer.Option(min=0, help="Seconds in-flight handlers get to finish on shutdown."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            help="text for people; json: an object per line with the message id, topic, "
+            "group, attempt and trace id."
+        ),
+    ] = LogFormat.text,
     traceback: Annotated[
         bool, typer.Option("--traceback", help="Show the whole traceback of an import error.")
     ] = False,
@@ -86,11 +100,13 @@ def run_command(
     ours.handlers.clear()
     ours.propagate = True
     ours.setLevel(logging.NOTSET)
+    if log_format is LogFormat.json:
+        handler: logging.Handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
     logging.basicConfig(
-        force=True,
-        level=log_level.upper(),
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+        force=True, level=log_level.upper(), format="%(message)s", handlers=[handler]
     )
     chosen = pick_url(ctx, url)
     if chosen:

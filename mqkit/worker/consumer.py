@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from mqkit import logs
 from mqkit.broker import Broker, Delivery
 from mqkit.handlers import compile_handler
 from mqkit.middleware import CallNext, Context, Middleware, chain
@@ -81,7 +82,8 @@ class Consumer:
             message=message, topic=message.topic, group=self.spec.group, delivery=delivery
         )
         try:
-            await self._call(ctx)
+            with logs.handling(message, self.spec.group):
+                await self._call(ctx)
         finally:
             if self._slots.adaptive:
                 ok = ctx.outcome not in _FAILURES  # did the downstream cope?
