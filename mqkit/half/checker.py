@@ -37,7 +37,7 @@ from mqkit.half.store import (
 )
 from mqkit.message import Message
 from mqkit.stats import Counters
-from mqkit.telemetry import tracing
+from mqkit.telemetry import metering, polling, tracing
 from mqkit.wire import dead_letter_copy
 
 log = logging.getLogger("mqkit.half")
@@ -47,6 +47,8 @@ Check = Callable[[Message], Resolution | Awaitable[Resolution]]
 DEFAULT_INTERVAL = 30.0
 DEFAULT_MAX_CHECKS = 15
 RESOLVED_KEPT = 86_400.0  # resolved records answer late commits for a day, then are purged
+_RESOLVED = ("committed", "rolled_back", "dead_lettered", "finished")
+PENDING_COUNTED = 100_000  # the pending gauge counts this many at most
 
 
 @dataclass
@@ -71,6 +73,7 @@ class HalfChecker:
         check_timeout: float = 10.0,
         batch_size: int = 100,
         poll_interval: float = 1.0,
+        metrics_interval: float = polling.DEFAULT_INTERVAL,
     ) -> None:
         if max_checks < 1:
             raise ValueError("max_checks must be at least 1")
@@ -83,6 +86,7 @@ class HalfChecker:
         self.check_timeout = check_timeout
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.metrics_interval = metrics_interval  # how often the pending gauge is read
         self.stats = CheckerStats()
         self._me = f"check-{uuid.uuid4().hex}"
 
@@ -100,7 +104,7 @@ class HalfChecker:
     async def _resolve(self, record: HalfRecord) -> None:
         tracer = tracing.tracer()
         if tracer is None:
-            await self._decide(record)
+            self._count(await self._decide(record))
             return
         from mqkit.telemetry import spans
 
@@ -112,7 +116,15 @@ class HalfChecker:
             "mqkit.half.checks": record.checks,
         }
         with spans.stage(tracer, name, record.message, attributes, own_trace=True) as span:
-            span.set_attribute("mqkit.half.outcome", await self._decide(record))
+            outcome = await self._decide(record)
+            span.set_attribute("mqkit.half.outcome", outcome)
+        self._count(outcome)
+
+    def _count(self, outcome: str) -> None:
+        meters = metering.instruments()
+        if meters is not None and outcome in _RESOLVED:
+            attributes = {"mqkit.half.group": self.group, "mqkit.half.outcome": outcome}
+            meters.half_resolved.add(1, attributes)
 
     async def _decide(self, record: HalfRecord) -> str:
         """Ask and act; what became of the message (`taken`: another checker or the
@@ -174,6 +186,24 @@ class HalfChecker:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Check until `stop` is set. Store and broker failures are logged and retried."""
         stop = stop or asyncio.Event()
+        pending = self._meter_pending()
+        try:
+            await self._run(stop)
+        finally:
+            await polling.stop(pending)
+
+    def _meter_pending(self) -> asyncio.Task[None] | None:
+        meters = metering.instruments()
+        if meters is None:
+            return None
+
+        async def read() -> None:
+            active = await self.store.records(self.group, limit=PENDING_COUNTED)
+            meters.set("mqkit.half.pending", len(active), {"mqkit.half.group": self.group})
+
+        return polling.start(self.metrics_interval, read, "pending half messages")
+
+    async def _run(self, stop: asyncio.Event) -> None:
         purged_at = 0.0
         while not stop.is_set():
             try:

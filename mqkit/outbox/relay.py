@@ -48,8 +48,10 @@ from mqkit.broker import Broker
 from mqkit.errors import ConfigurationError, MessageTooLargeError, MqkitError
 from mqkit.message import Message
 from mqkit.outbox.schema import CHANNEL, TABLE, create_all, outbox
+from mqkit.outbox.status import outbox_status
 from mqkit.sql import check_dialect, engine_for, message_of
 from mqkit.stats import Counters
+from mqkit.telemetry import metering, polling
 from mqkit.wire import BODY_IN_OUTBOX, dead_letter_copy
 
 log = logging.getLogger("mqkit.outbox")
@@ -126,11 +128,13 @@ class OutboxRelay:
         lease: float = 30.0,
         listen: bool = True,
         on_published: OnPublished | None = None,
+        metrics_interval: float = polling.DEFAULT_INTERVAL,
     ) -> None:
         """`retention`: seconds to keep sent rows (0 deletes them at once). `lease`: SQLite
         only, how long a claimed batch is held before another relay may take it over.
         `on_published`: called with each batch after the broker confirmed it and before
-        its marks are committed (metrics; the crash tests kill the relay there)."""
+        its marks are committed (metrics; the crash tests kill the relay there).
+        `metrics_interval`: how often the backlog is read for the metrics."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._owns = isinstance(db, str)
@@ -143,9 +147,11 @@ class OutboxRelay:
         self.lease = lease
         self.listen = listen
         self.on_published = on_published
+        self.metrics_interval = metrics_interval
         self.stats = RelayStats()
         self._me = uuid.uuid4().hex
         self._postgres = self.engine.dialect.name == "postgresql"
+        self._attributes: dict[str, str | int] = {"mqkit.database": _database(self.engine)}
 
     @property
     def relayed(self) -> int:
@@ -170,6 +176,9 @@ class OutboxRelay:
         """Relay what is waiting, up to a few batches; the number of rows relayed (0: none)."""
         n = await (self._relay_postgres() if self._postgres else self._relay_sqlite())
         self.stats.relayed += n
+        meters = metering.instruments()
+        if n and meters is not None:
+            meters.outbox_relayed.add(n, self._attributes)
         return n
 
     async def _relay_postgres(self) -> int:
@@ -304,6 +313,7 @@ class OutboxRelay:
         stop = stop or asyncio.Event()
         waker = _Waker(self.engine if self._postgres and self.listen else None)
         backoff, purged_at = 0.0, 0.0
+        backlog = self._meter_backlog()
         try:
             while not stop.is_set():
                 try:
@@ -320,7 +330,26 @@ class OutboxRelay:
                 if n < self.batch_size:
                     await waker.wait(stop, self.poll_interval)
         finally:
+            await polling.stop(backlog)
             await waker.close()
+
+    def _meter_backlog(self) -> asyncio.Task[None] | None:
+        """The backlog gauges, read every `metrics_interval` while metrics are on."""
+        meters = metering.instruments()
+        if meters is None:
+            return None
+
+        async def read() -> None:
+            status = await outbox_status(self.engine)
+            meters.set("mqkit.outbox.backlog", status.unsent, self._attributes)
+            meters.set("mqkit.outbox.lag", status.lag, self._attributes)
+
+        return polling.start(self.metrics_interval, read, "the outbox backlog")
+
+
+def _database(engine: AsyncEngine) -> str:
+    """The database's name in the metrics' attributes (a SQLite file's path)."""
+    return str(engine.url.database or "")
 
 
 def _seq(row: Any) -> int:

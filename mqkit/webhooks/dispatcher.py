@@ -23,6 +23,7 @@ event goes to `events_topic`. An endpoint failing without a success for `disable
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from mqkit.broker import Broker, Delivery
 from mqkit.message import Message
-from mqkit.telemetry import tracing
+from mqkit.telemetry import metering, tracing
 from mqkit.webhooks.attempts import Attempt, AttemptLog, excerpt
 from mqkit.webhooks.client import Response, WebhookClient
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
@@ -56,6 +57,12 @@ THROTTLING = frozenset({429, 502, 503, 504})
 # Headers a retry carries: which endpoint, which attempt comes next, the original topic.
 H_ENDPOINT, H_ATTEMPT, H_TOPIC = WEBHOOK_ENDPOINT, WEBHOOK_ATTEMPT, WEBHOOK_TOPIC
 _OWN = (H_ENDPOINT, H_ATTEMPT, H_TOPIC)
+
+
+def _state(endpoint: Endpoint) -> str:
+    if not endpoint.enabled:
+        return "disabled"
+    return "healthy" if endpoint.failing_since is None else "failing"
 
 
 def retry_job(
@@ -143,6 +150,11 @@ class Dispatcher:
                 lane.refresh(endpoint)
             lanes[endpoint.id] = lane
         self._lanes = lanes
+        meters = metering.instruments()
+        if meters is not None:
+            states = collections.Counter(_state(e) for e in endpoints)
+            for state in ("healthy", "failing", "disabled"):
+                meters.set("mqkit.webhook.endpoints", states[state], {"mqkit.webhook.state": state})
 
     def source_topics(self) -> list[str]:
         """The topics given, else every plain topic (not a pattern) an endpoint names."""
@@ -353,6 +365,10 @@ class Dispatcher:
         outcome: str,
         error: str | None = None,
     ) -> None:
+        meters = metering.instruments()
+        if meters is not None:
+            attributes = {"mqkit.webhook.outcome": outcome, "mqkit.webhook.endpoint": endpoint.id}
+            meters.webhook_attempts.add(1, attributes)
         self.attempt_log.record(
             Attempt(
                 endpoint_id=endpoint.id,

@@ -38,7 +38,7 @@ from mqkit.errors import WebhookVerificationError
 from mqkit.idempotency.memory import MemoryStore
 from mqkit.idempotency.store import Claim, IdempotencyStore
 from mqkit.ratelimit import Limiter
-from mqkit.telemetry import tracing
+from mqkit.telemetry import metering, tracing
 from mqkit.webhooks.signing import (
     DEFAULT_TOLERANCE,
     Secret,
@@ -118,6 +118,19 @@ class Receiver:
         await (self._traced or self.app)(scope, receive, send)
 
     async def _receive(self, request: Request) -> Response:
+        response = await self._reply(request)
+        meters = metering.instruments()
+        if meters is not None:
+            attributes: dict[str, str | int] = {
+                "http.response.status_code": response.status_code,
+                "mqkit.webhook.source": request.path_params["source"]
+                if request.path_params["source"] in self.sources
+                else "(unknown)",  # a bounded set of values, whatever senders try
+            }
+            meters.webhook_received.add(1, attributes)
+        return response
+
+    async def _reply(self, request: Request) -> Response:
         if self.pending >= self.max_pending:
             return _answer(429, "overloaded, retry later", retry_after=1)
         source = self.sources.get(request.path_params["source"])

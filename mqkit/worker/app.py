@@ -33,8 +33,10 @@ from mqkit.registry import connect
 from mqkit.retry import RetryPolicy
 from mqkit.service import RunningServices, ServiceSpec
 from mqkit.stats import HasStats
+from mqkit.telemetry import polling
 from mqkit.worker.consumer import Consumer
 from mqkit.worker.fetch_gate import SharedLimits
+from mqkit.worker.lag_meter import meter_lag
 from mqkit.worker.subscriber import SubscriberSpec, declare
 
 H = TypeVar("H", bound=Handler)
@@ -53,14 +55,18 @@ class App:
         limits_url: str | None = None,
         limits_outage: Outage = "pause",
         limits_workers: int = 1,
+        lag_interval: float = polling.DEFAULT_INTERVAL,
     ) -> None:
         """`limits_url` (Redis) holds the limits subscribers share by `rate_key`; while it is
         unreachable they pause (`limits_outage="pause"`) or each process keeps to
-        rate / `limits_workers` on its own (`"local"`): see mqkit_redis.limiter."""
+        rate / `limits_workers` on its own (`"local"`): see mqkit_redis.limiter.
+        `lag_interval`: how often the subscriptions' lag is read for the metrics (only while
+        a MeterProvider is installed)."""
         self._url = url
         self.limits_url = limits_url
         self.limits_outage = limits_outage
         self.limits_workers = limits_workers
+        self.lag_interval = lag_interval
         self._broker = broker
         self.retry = retry or RetryPolicy()
         self.middleware: list[Middleware] = list(middleware)
@@ -194,6 +200,7 @@ class App:
         await self._broker.start()
         consumers: list[Consumer] = []
         services: RunningServices | None = None
+        lag_meter: asyncio.Task[None] | None = None
         shared = SharedLimits(self.limits_url, self.limits_outage, self.limits_workers)
         try:
             for hook in self._startup:
@@ -210,8 +217,11 @@ class App:
             services = self._running_services = RunningServices(self.services, self._broker)
             services.start()
             self._consumers = consumers
+            pairs = [(spec.topic, spec.group) for spec in self.subscribers]
+            lag_meter = meter_lag(self._broker, pairs, self.lag_interval)
             yield self
         finally:
+            await polling.stop(lag_meter)
             self._consumers = None
             await asyncio.gather(
                 *(c.stop(self.shutdown_timeout) for c in consumers),

@@ -11,6 +11,7 @@ in-flight handlers their deadline and hands back the rest, so the broker redeliv
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from mqkit import logs
 from mqkit.broker import Broker, Delivery
@@ -61,9 +62,21 @@ class Consumer:
             policies.append(measuring(meters, system, spec.group))
         policies += [counting(spec.stats), retry_and_dead_letter(self._policy), replay_filter()]
         if limits.limiter is not None and spec.rate_by is not None:
-            policies.append(keyed_limit(limits.limiter, spec.rate_by))
+            policies.append(keyed_limit(limits.limiter, spec.rate_by, self._waited(system)))
         middlewares = [*policies, *self._app_middleware, *spec.middleware]
         return chain(middlewares, compile_handler(spec.handler))
+
+    def _waited(self, system: str) -> Callable[[float], None] | None:
+        """Where the seconds a delivery waited for its rate limit go: the metric, if any."""
+        meters = metering.instruments()
+        if meters is None:
+            return None
+        attributes: dict[str, str | int] = {
+            "messaging.system": system,
+            "messaging.destination.name": self.spec.topic,
+            "messaging.consumer.group.name": self.spec.group,
+        }
+        return lambda seconds: meters.limiter_wait.record(seconds, attributes)
 
     async def start(self, broker: Broker) -> None:
         self._limits = Limits(self.spec.limit, self._shared_limits)
@@ -72,7 +85,7 @@ class Consumer:
             self.spec.topic, group=self.spec.group, prefetch=self.spec.prefetch
         )
         un_keyed = self._limits.limiter if self.spec.rate_by is None else None
-        admit = fetch_gate(self._slots.acquire, un_keyed)
+        admit = fetch_gate(self._slots.acquire, un_keyed, self._waited(broker.SYSTEM))
         self._feed = Feed(subscription, self._handle, admit, name=f"mqkit-{self.spec.group}")
 
     async def _handle(self, delivery: Delivery) -> None:

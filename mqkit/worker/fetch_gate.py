@@ -59,16 +59,20 @@ class Limits:
 
 
 def fetch_gate(
-    take_slot: Callable[[], Awaitable[object]], limiter: Limiter | None
+    take_slot: Callable[[], Awaitable[object]],
+    limiter: Limiter | None,
+    waited: Callable[[float], None] | None = None,
 ) -> Callable[[], Awaitable[object]]:
     """What the consumer waits for before the next delivery: a handler slot, then (with an
-    un-keyed limit) the limit's next turn."""
+    un-keyed limit) the limit's next turn; `waited` is told the seconds that took."""
     if limiter is None:
         return take_slot
     gated = limiter
 
     async def admit() -> None:
         await take_slot()
-        await acquire(gated)
+        seconds = await acquire(gated)
+        if waited is not None:
+            waited(seconds)
 
     return admit

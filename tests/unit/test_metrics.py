@@ -5,15 +5,11 @@ nothing recorded, no instrument made, without a provider."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pydantic
 import pytest
-from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.test.globals_test import reset_metrics_globals
 
 import mqkit
 from mqkit.backends.memory import MemoryBroker
@@ -22,39 +18,9 @@ from mqkit.message import Message
 from mqkit.retry import RetryPolicy
 from mqkit.telemetry import metering
 from mqkit.testing import TestApp
+from tests.support.metrics import by, points, reader
 
-
-@pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
-    """An SDK MeterProvider, installed as an application would, read in memory."""
-    reader = InMemoryMetricReader()
-    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    try:
-        yield reader
-    finally:
-        reset_metrics_globals()
-
-
-def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    return [
-        point
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
-
-
-def by(reader: InMemoryMetricReader, name: str, key: str) -> dict[str, float]:
-    """The values of counter `name`, summed by the attribute `key`."""
-    found: dict[str, float] = {}
-    for point in points(reader, name):
-        label = str(point.attributes.get(key))
-        found[label] = found.get(label, 0) + point.value
-    return found
+__all__ = ["reader"]  # the fixture
 
 
 class Order(pydantic.BaseModel):

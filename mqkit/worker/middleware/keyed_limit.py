@@ -12,9 +12,17 @@ from mqkit.middleware import CallNext, Context, Middleware
 from mqkit.ratelimit import Limiter, acquire
 
 
-def keyed_limit(limiter: Limiter, key_of: Callable[[Message], str]) -> Middleware:
+def keyed_limit(
+    limiter: Limiter,
+    key_of: Callable[[Message], str],
+    waited: Callable[[float], None] | None = None,
+) -> Middleware:
+    """`waited` is told the seconds each message waited (the metric)."""
+
     async def middleware(ctx: Context, call_next: CallNext) -> None:
-        await acquire(limiter, key_of(ctx.message))
+        seconds = await acquire(limiter, key_of(ctx.message))
+        if waited is not None:
+            waited(seconds)
         ctx.started = time.monotonic()  # the handler's latency, not the wait's
         await call_next(ctx)
 
