@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
@@ -43,6 +44,25 @@ _GAUGES = (
 )
 
 
+class Tally:
+    """Sums per attribute set, kept in a dict and reported by an observable instrument when
+    the metrics are collected: what changes on every message costs a dict update, where
+    an SDK measurement (attributes cleaned and hashed each time) costs about 10 us."""
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[tuple[str, str | int], ...], list[Any]] = {}
+
+    def add(self, value: float, attributes: Attributes) -> None:
+        key = tuple(attributes.items())
+        entry = self._sums.get(key)
+        if entry is None:
+            entry = self._sums[key] = [0, dict(attributes)]
+        entry[0] += value
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(value, attributes) for value, attributes in list(self._sums.values())]
+
+
 class Instruments:
     def __init__(self, provider: MeterProvider) -> None:
         meter = provider.get_meter("mqkit", version("mqkit"))
@@ -57,8 +77,12 @@ class Instruments:
             description="How long a publish (one message or a batch) took.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self.consumed = meter.create_counter(
+        # Counted per message: tallied here and read at collection (Tally), not measured
+        # through the SDK, which costs about 10 us a measurement on this machine.
+        self.consumed = Tally()
+        meter.create_observable_counter(
             "messaging.client.consumed.messages",
+            callbacks=[self.consumed.observe],
             unit="{message}",
             description="Deliveries handed to a handler, every attempt counted.",
         )
@@ -77,8 +101,10 @@ class Instruments:
             description="Messages dead-lettered: mqkit.reason rejected (poison) or attempts "
             "(out of attempts).",
         )
-        self.in_flight = meter.create_up_down_counter(
+        self.in_flight = Tally()
+        meter.create_observable_up_down_counter(
             "mqkit.handlers.in_flight",
+            callbacks=[self.in_flight.observe],
             unit="{message}",
             description="Deliveries a worker is handling now.",
         )

@@ -88,8 +88,9 @@ def sending(
     with tracer.start_as_current_span(
         f"send {destination}", kind=SpanKind.PRODUCER, attributes=attributes, links=links
     ):
+        context = propagation.carrier({})  # the same for every message: written once
         yield [
-            m if c is not None else m.with_changes(headers=propagation.carrier(m.headers))
+            m if c is not None else m.with_changes(headers={**m.headers, **context})
             for m, c in zip(messages, creations, strict=True)
         ]
 

@@ -50,7 +50,7 @@ def exported() -> Iterator[set[str]]:
         meters = metering.instruments()
         assert meters is not None
         for instrument in vars(meters).values():
-            if isinstance(instrument, Counter | UpDownCounter):
+            if isinstance(instrument, Counter | UpDownCounter | instruments.Tally):
                 instrument.add(1, {})
             elif isinstance(instrument, Histogram):
                 instrument.record(0.1, {})
