@@ -130,7 +130,10 @@ async def _watch(read: Callable[[], Awaitable[Status]], interval: float, *, as_j
 
 
 def _engine(db: str) -> AsyncEngine:
-    from mqkit.sql import engine_for, missing_sqlite_file
+    try:
+        from mqkit.sql import engine_for, missing_sqlite_file
+    except ModuleNotFoundError:
+        raise UserError('--db needs the sql extra: pip install "mqkit[sql]"') from None
 
     if missing_sqlite_file(db):
         raise UserError(f"database {mask(db)}: no such file")
