@@ -53,12 +53,13 @@ def stage(
     """A span for a step on a stored message (`commit`, `check`). `own_trace`: the step runs
     where no trace is current (a checker's loop), so it joins the message's trace as a child
     of its creation; otherwise it is a child of the current span, linked to the creation."""
-    carried = _creation(message)
+    # The creation context is read once: as the parent, or for the link.
+    carried = None if own_trace else _creation(message)
     attributes = {**attributes, "messaging.message.id": message.id}
     with tracer.start_as_current_span(
         f"{name} {message.topic}",
         context=propagation.extract(message.headers) if own_trace else None,
-        links=[] if own_trace or carried is None else [Link(carried)],
+        links=[] if carried is None else [Link(carried)],
         attributes=attributes,
     ) as span:
         yield span
@@ -83,7 +84,8 @@ def sending(
         attributes["messaging.message.id"] = messages[0].id
     else:
         attributes["messaging.batch.message_count"] = len(messages)
-    creations = [_creation(m) if created else None for m in messages]
+    # Only stored messages carry a creation context: a plain publish reads none.
+    creations = [_creation(m) for m in messages] if created else [None] * len(messages)
     links = [Link(c) for c in creations if c is not None]
     with tracer.start_as_current_span(
         f"send {destination}", kind=SpanKind.PRODUCER, attributes=attributes, links=links
