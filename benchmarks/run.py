@@ -91,9 +91,12 @@ async def consume_acked(url: str, topic: str, n: int, prefetch: int) -> float:
         return rate
 
 
-async def worker(url: str, n: int, batch: int, concurrency: int) -> float:
+async def worker(
+    url: str, n: int, batch: int, concurrency: int, prefetch: int | None = None
+) -> float:
     """An App's subscriber (decode, the middleware chain, ack) draining n waiting messages:
-    the worker's own cost on top of consume + ack."""
+    the worker's own cost on top of consume + ack (give both the same `prefetch`; None is
+    the subscriber's default)."""
     topic = _topic("worker")
     async with mqkit.connect(url) as broker:
         await (await broker.subscribe(topic, group="bench-worker")).close()  # the group waits
@@ -104,7 +107,7 @@ async def worker(url: str, n: int, batch: int, concurrency: int) -> float:
         done = asyncio.Event()
         seen = 0
 
-        @app.subscriber(topic, group="bench-worker", concurrency=concurrency)
+        @app.subscriber(topic, group="bench-worker", concurrency=concurrency, prefetch=prefetch)
         async def handle(body: bytes) -> None:
             nonlocal seen
             seen += 1
@@ -206,7 +209,7 @@ async def mqkit_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
     batched, topic = await publish_batched(url, args.messages, args.batch)
     consumed = await consume_acked(url, topic, args.messages, args.prefetch)
     p50, p99 = await latency(url, args.rate, args.seconds)
-    app = await worker(url, args.messages, args.batch, args.concurrency)
+    app = await worker(url, args.messages, args.batch, args.concurrency, args.prefetch)
     return {
         "single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99,
         "worker": app,
@@ -234,7 +237,11 @@ async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | Non
             m["consume"],
             peer.get("consume"),
         ),
-        Row(f"worker: App subscriber, concurrency {args.concurrency}", m["worker"], None),
+        Row(
+            f"worker: App subscriber, concurrency {args.concurrency}, prefetch {args.prefetch}",
+            m["worker"],
+            None,
+        ),
         Row(f"end-to-end p50 at {args.rate:.0f} msg/s", m["p50"], peer.get("p50"), unit="ms"),
         Row(f"end-to-end p99 at {args.rate:.0f} msg/s", m["p99"], peer.get("p99"), unit="ms"),
     ]

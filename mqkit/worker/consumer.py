@@ -1,11 +1,11 @@
-"""A subscriber's consumer: feeds its deliveries through its middleware chain,
-`concurrency` at a time.
+"""A subscriber's consumer: `concurrency` workers (mqkit.worker.pool) taking its deliveries
+through its middleware chain.
 
-Before the feed (mqkit.worker.feed) takes a delivery, the consumer takes a handler slot and
-passes the fetch gate (an un-keyed rate limit); waiting for either leaves the backlog in the
-broker. Each delivery then runs as its own task through the chain (see
-mqkit.worker.middleware for the order), whose retry policy settles it. Stopping gives
-in-flight handlers their deadline and hands back the rest, so the broker redelivers them.
+Before a worker takes a delivery, it takes a handler slot and passes the fetch gate (an
+un-keyed rate limit); waiting for either leaves the backlog in the broker. Each delivery
+then runs through the chain (see mqkit.worker.middleware for the order), whose retry
+policy settles it. Stopping gives in-flight handlers their deadline and hands back the
+rest, so the broker redelivers them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from mqkit.handlers import compile_handler
 from mqkit.middleware import CallNext, Context, Middleware, chain
 from mqkit.retry import RetryPolicy
 from mqkit.telemetry import metering, tracing
-from mqkit.worker.feed import Feed
 from mqkit.worker.fetch_gate import Limits, SharedLimits, fetch_gate
 from mqkit.worker.middleware import counting, keyed_limit, replay_filter, retry_and_dead_letter
+from mqkit.worker.pool import Pool
 from mqkit.worker.slots import Slots
 from mqkit.worker.subscriber import SubscriberSpec
 
@@ -45,7 +45,7 @@ class Consumer:
         spec.stats.concurrency_limit = self._slots.limit
         self._call: CallNext | None = None
         self._limits: Limits | None = None
-        self._feed: Feed | None = None
+        self._pool: Pool | None = None
 
     def _chain(self, limits: Limits, system: str) -> CallNext:
         spec = self.spec
@@ -86,7 +86,13 @@ class Consumer:
         )
         un_keyed = self._limits.limiter if self.spec.rate_by is None else None
         admit = fetch_gate(self._slots.acquire, un_keyed, self._waited(broker.SYSTEM))
-        self._feed = Feed(subscription, self._handle, admit, name=f"mqkit-{self.spec.group}")
+        self._pool = Pool(
+            subscription,
+            self._handle,
+            admit,
+            size=self.spec.concurrency,
+            name=f"mqkit-{self.spec.group}",
+        )
 
     async def _handle(self, delivery: Delivery) -> None:
         assert self._call is not None
@@ -108,17 +114,17 @@ class Consumer:
 
     def problem(self) -> str | None:
         """Why this subscriber takes no messages now, or None while it does."""
-        if self._feed is None:
+        if self._pool is None:
             return f"the subscriber {self.spec.name} has not started"
-        if not self._feed.reading:
+        if not self._pool.reading:
             return f"the subscription of {self.spec.name} has ended"
         return None
 
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""
         try:
-            if self._feed is not None:
-                await self._feed.stop(deadline_s)
+            if self._pool is not None:
+                await self._pool.stop(deadline_s)
         finally:
             if self._limits is not None:
                 await self._limits.close()

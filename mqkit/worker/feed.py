@@ -1,7 +1,8 @@
 """A feed: one subscription's deliveries, each handled as a task of its own once `admit()`
 lets it in. Admission comes before the next delivery is taken, so waiting there (for a
 handler slot, a rate limit, an in-flight budget) holds back the fetch and leaves the backlog
-in the broker. The worker's consumer and the webhook dispatcher both read this way.
+in the broker. The webhook dispatcher reads this way (its budget is shared by several
+feeds); the worker's consumer reads through a pool of workers instead (pool.py).
 
 Stopping cancels the fetch, gives the tasks in flight their deadline (or all the time they
 need), and cancels the rest unsettled, so the broker redelivers them.

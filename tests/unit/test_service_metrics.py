@@ -64,7 +64,9 @@ async def test_a_running_app_reports_its_lag_and_rate_limit_waits(
         "messaging.consumer.group.name": "billing",
     }
     [waited] = points(reader, "mqkit.ratelimit.wait")
-    assert waited.count == 10 and waited.sum > 0  # 10 messages at 200/s: some waited
+    # 10 messages at 200/s: some waited. The turn is taken before the next delivery is,
+    # so the idle worker's wait for an 11th may be in too.
+    assert waited.count in (10, 11) and waited.sum > 0
 
 
 async def test_the_relay_reports_its_backlog_and_what_it_relayed(

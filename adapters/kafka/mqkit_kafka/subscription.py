@@ -162,7 +162,13 @@ class KafkaSubscription(Subscription):
         failures = 0
         while not self._closing:
             room = self.prefetch - len(self._ready) - len(self._unsettled)
-            if room <= 0 or self._held() >= MAX_HELD:
+            # Refill by half buffers, not per settled record: a worker yields to the loop
+            # on every message, and fetching one record costs about what fetching 250 does.
+            if room <= 0 or (self._ready and room < self.prefetch // 2):
+                self._room.clear()
+                await self._room.wait()
+                continue
+            if self._held() >= MAX_HELD:
                 self._room.clear()
                 await self._room.wait()
                 continue
@@ -221,6 +227,8 @@ class KafkaSubscription(Subscription):
             await self._nonempty.wait()
         delivery = self._ready.popleft()
         self._unsettled.add(delivery)
+        if not self._ready:
+            self._room.set()  # refill now, even if nothing is settled
         return delivery
 
     # -- settling ----------------------------------------------------------------------------
