@@ -29,6 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 import mqkit
+from mqkit.cli import loops
+from mqkit.cli.loops import Loop
 
 BODY = b"x" * 100
 
@@ -286,6 +288,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is shown")
     parser.add_argument("--json", action="store_true", help="print rows as JSON too")
+    parser.add_argument(
+        "--loop",
+        choices=[loop.value for loop in Loop],
+        default=Loop.asyncio.value,
+        help="the event loop the rows run on (the raw client's too), as for `mqkit run --loop`",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mqkit-bench-"))
@@ -296,7 +304,10 @@ def main() -> None:
             if args.peer
             else None
         )
-        rows = asyncio.run(bench(url, args, peer))
+        with asyncio.Runner(loop_factory=loops.factory(Loop(args.loop))) as runner:
+            rows = runner.run(bench(url, args, peer))
+            ran_on = loops.name(runner.get_loop())
+        Console().print(f"event loop: {ran_on}")
         Console().print(render(url, rows, "raw client" if args.raw else args.peer))
         if args.json:
             print(json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows]))

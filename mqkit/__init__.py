@@ -8,52 +8,96 @@ async with mqkit.connect("sqlite:///queue.db") as broker:
             await delivery.ack()
 """
 
+from __future__ import annotations
+
 import importlib
-from importlib.metadata import PackageNotFoundError, version
-from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from mqkit.adaptive import AdaptiveConcurrency
-from mqkit.broker import Broker, Delivery, Subscription
-from mqkit.capabilities import Capabilities
-from mqkit.errors import (
-    BrokerUnavailableError,
-    ClosedError,
-    ConfigurationError,
-    DecodeError,
-    HalfMessageError,
-    InvalidTopicError,
-    MessageTooLargeError,
-    MqkitError,
-    PublishBackpressureError,
-    PublishTimeoutError,
-    RateLimitedError,
-    SsrfError,
-    UnknownSchemeError,
-    WebhookVerificationError,
-)
-from mqkit.lag import Lag
-from mqkit.message import Message
-from mqkit.middleware import Context
-from mqkit.registry import connect
-from mqkit.retry import Reject, Retry, RetryPolicy
-from mqkit.worker import App
+if TYPE_CHECKING:
+    from mqkit.adaptive import AdaptiveConcurrency
+    from mqkit.broker import Broker, Delivery, Subscription
+    from mqkit.capabilities import Capabilities
+    from mqkit.errors import (
+        BrokerUnavailableError,
+        ClosedError,
+        ConfigurationError,
+        DecodeError,
+        HalfMessageError,
+        InvalidTopicError,
+        MessageTooLargeError,
+        MqkitError,
+        PublishBackpressureError,
+        PublishTimeoutError,
+        RateLimitedError,
+        SsrfError,
+        UnknownSchemeError,
+        WebhookVerificationError,
+    )
+    from mqkit.lag import Lag
+    from mqkit.message import Message
+    from mqkit.middleware import Context
+    from mqkit.registry import connect
+    from mqkit.retry import Reject, Retry, RetryPolicy
+    from mqkit.worker import App
 
-try:
-    __version__ = version("mqkit")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
-
-# The feature packages, imported on first use (`mqkit.outbox.add(...)` after `import mqkit`):
-# some pull in SQLAlchemy, aiohttp or starlette, which `import mqkit` alone should not pay.
+# Every name is imported on first use: `import mqkit` (and so every `mqkit` command, which
+# imports this package first) should not pay for pydantic, asyncio and the worker before it
+# needs one of them. The feature packages (`mqkit.outbox.add(...)` after `import mqkit`) are
+# loaded the same way; some pull in SQLAlchemy, aiohttp or starlette.
+_HOMES = {
+    "AdaptiveConcurrency": "mqkit.adaptive",
+    "Broker": "mqkit.broker",
+    "Delivery": "mqkit.broker",
+    "Subscription": "mqkit.broker",
+    "Capabilities": "mqkit.capabilities",
+    **dict.fromkeys(
+        [
+            "BrokerUnavailableError",
+            "ClosedError",
+            "ConfigurationError",
+            "DecodeError",
+            "HalfMessageError",
+            "InvalidTopicError",
+            "MessageTooLargeError",
+            "MqkitError",
+            "PublishBackpressureError",
+            "PublishTimeoutError",
+            "RateLimitedError",
+            "SsrfError",
+            "UnknownSchemeError",
+            "WebhookVerificationError",
+        ],
+        "mqkit.errors",
+    ),
+    "Lag": "mqkit.lag",
+    "Message": "mqkit.message",
+    "Context": "mqkit.middleware",
+    "connect": "mqkit.registry",
+    "Reject": "mqkit.retry",
+    "Retry": "mqkit.retry",
+    "RetryPolicy": "mqkit.retry",
+    "App": "mqkit.worker",
+}
 _SUBPACKAGES = frozenset(
     {"dlq", "half", "idempotency", "outbox", "ratelimit", "sync", "testing", "webhooks"}
 )
 
 
-def __getattr__(name: str) -> ModuleType:
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"mqkit.{name}")
-    raise AttributeError(f"module 'mqkit' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"mqkit.{name}")
+    elif name == "__version__":
+        from mqkit._version import __version__ as value
+    else:
+        raise AttributeError(f"module 'mqkit' has no attribute {name!r}")
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBPACKAGES})
 
 
 __all__ = [

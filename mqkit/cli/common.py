@@ -1,4 +1,7 @@
-"""What every command shares: the --url option, and turning user errors into one line."""
+"""What every command shares: the --url option, and turning user errors into one line.
+
+The command modules import little at the top: `mqkit --help` loads every one of them, and
+what a command needs (a broker client, pydantic, rich's tables) is imported when it runs."""
 
 from __future__ import annotations
 
@@ -9,13 +12,18 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
+from mqkit.cli.loops import Loop, factory
 from mqkit.errors import MqkitError
 from mqkit.urls import mask
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mqkit.broker import Broker
 
 T = TypeVar("T")
 
@@ -56,11 +64,14 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; its user errors become one line on stderr and exit 2."""
+def run(coro: Coroutine[Any, Any, T], loop: Loop = Loop.asyncio) -> T:
+    """Run a command's coroutine on `loop`; its user errors become one line on stderr and
+    exit 2."""
     try:
-        return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=factory(loop)) as runner:
+            return runner.run(coro)
     except MqkitError as exc:
+        coro.close()  # not started if the loop could not be made: no "never awaited" warning
         fail(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -131,9 +142,18 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
+def connect(url: str | None) -> Broker:
+    """mqkit.connect, imported on first use (it brings pydantic-settings along)."""
+    from mqkit.registry import connect
+
+    return connect(url)
+
+
 def table_console() -> Console:
     """Where tables go: sized to the terminal, or, when stdout is a pipe or a file, as wide
     as the rows need, so that nothing a script reads (ids, URLs) is cut or folded."""
+    from rich.console import Console
+
     if sys.stdout.isatty():
         return Console()
     return Console(width=100_000)

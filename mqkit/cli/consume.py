@@ -7,13 +7,14 @@ import base64
 import json
 import sys
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mqkit.broker import Delivery
-from mqkit.cli.common import UrlOption, UserError, pick_url, run
-from mqkit.registry import connect
+from mqkit.cli.common import UrlOption, UserError, connect, pick_url, run
+
+if TYPE_CHECKING:
+    from mqkit.broker import Delivery
 
 
 class Output(StrEnum):

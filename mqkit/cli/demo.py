@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from mqkit.cli.common import UrlOption, UserError, pick_url, run
-from mqkit.ratelimit import Rate
 
 
 def demo(
@@ -40,6 +39,8 @@ def peak_shaving(
     url: UrlOption = None,
 ) -> None:
     """A burst of --factor times --rate, shaved: live view, then a PNG chart."""
+    from mqkit.ratelimit import Rate
+
     try:
         limit = Rate.parse(rate)
     except Exception as exc:

@@ -6,14 +6,14 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
 
-from mqkit.cli.common import UrlOption, UserError, age, pick_url, run, table_console
-from mqkit.dlq import DeadLetter, DeadLetters
-from mqkit.registry import connect
+from mqkit.cli.common import UrlOption, UserError, age, connect, pick_url, run, table_console
+
+if TYPE_CHECKING:
+    from mqkit.dlq import DeadLetter, DeadLetters
 
 T = TypeVar("T")
 
@@ -45,6 +45,8 @@ def _on_dlq(
     """Connect, run `action` on TOPIC's dead-letter queue, close; user errors in one line."""
 
     async def go() -> T:
+        from mqkit.dlq import DeadLetters
+
         async with connect(pick_url(ctx, url)) as broker:
             return await action(DeadLetters(broker, topic, idle=wait))
 
@@ -93,6 +95,8 @@ def list_command(
         for dead in found:
             print(json.dumps(_record(dead), ensure_ascii=False))
         return
+    from rich.table import Table
+
     table = Table(title=f"{topic}.dlq: {len(found)} dead letter(s)")
     table.add_column("id", no_wrap=True)
     for column in ("group", "attempts", "error", "age"):

@@ -6,16 +6,16 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
 
 from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
     age,
+    connect,
     load_object,
     pick_url,
     run,
@@ -23,12 +23,14 @@ from mqkit.cli.common import (
     store_failure,
     table_console,
 )
+from mqkit.cli.loops import Loop, LoopOption
 from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
-from mqkit.half.checker import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS, HalfChecker
-from mqkit.half.store import HalfRecord, HalfStore
-from mqkit.half.stores import store_for
-from mqkit.registry import connect
+from mqkit.half.defaults import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS
 from mqkit.urls import mask
+
+if TYPE_CHECKING:
+    from mqkit.half.checker import HalfChecker
+    from mqkit.half.store import HalfRecord, HalfStore
 
 T = TypeVar("T")
 
@@ -49,7 +51,9 @@ StoreOption = Annotated[
 GroupOption = Annotated[str, typer.Option("--group", "-g", help="The producer group.")]
 
 
-def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
+def _on_store(
+    url: str, action: Callable[[HalfStore], Awaitable[T]], loop: Loop = Loop.asyncio
+) -> T:
     """Open the store, run `action`, close; its failures become one line naming it."""
 
     if url.startswith("sqlite"):  # opening a missing file would leave an empty one
@@ -59,6 +63,8 @@ def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
             raise UserError(f"half-message store {mask(url)}: no such file")
 
     async def go() -> T:
+        from mqkit.half.stores import store_for
+
         store = store_for(url)
         try:
             return await action(store)
@@ -70,7 +76,7 @@ def _on_store(url: str, action: Callable[[HalfStore], Awaitable[T]]) -> T:
         finally:
             await store.close()
 
-    return run(go())
+    return run(go(), loop)
 
 
 def _record(r: HalfRecord) -> dict[str, object]:
@@ -103,6 +109,8 @@ def list_(
         for r in records:
             print(json.dumps(_record(r)))
         return
+    from rich.table import Table
+
     table = Table("id", "group", "topic", "state", "checks", "age")
     for r in records:
         table.add_row(
@@ -135,6 +143,7 @@ def checker(
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
     metrics_port: MetricsPortOption = None,
     metrics_host: MetricsHostOption = LOCAL,
+    loop: LoopOption = Loop.auto,
 ) -> None:
     """Resolve the group's prepared messages whose producer went quiet, until stopped."""
     function = load_object(check, "check")
@@ -142,6 +151,8 @@ def checker(
         raise UserError(f"{check} is a {type(function).__name__}, not a function")
 
     async def go(half_store: HalfStore) -> HalfChecker:
+        from mqkit.half.checker import HalfChecker
+
         async with (
             connect(pick_url(ctx, url)) as broker,
             metrics.endpoint(
@@ -160,7 +171,7 @@ def checker(
                 await checker.run(stop)
             return checker
 
-    stats = _on_store(store, go).stats
+    stats = _on_store(store, go, loop).stats
     print(
         f"committed {stats.committed}, rolled back {stats.rolled_back}, "
         f"unknown {stats.unknown}, dead-lettered {stats.dead_lettered}, "

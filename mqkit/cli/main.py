@@ -26,12 +26,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help, as click writes it: rich's help pulls in rich.markdown and its tables,
+    # which doubled the start-up of every `--help` (benchmarks/startup.py).
+    rich_markup_mode=None,
 )
 
 
 def _version(value: bool) -> None:
     if value:
-        from mqkit import __version__
+        from mqkit._version import __version__
 
         print(f"mqkit {__version__}")
         raise typer.Exit()

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mqkit.broker import Broker
 from mqkit.errors import BrokerUnavailableError
 
 if TYPE_CHECKING:  # probes.py imports starlette and prometheus_client: the metrics extra
+    from mqkit.broker import Broker
     from mqkit.telemetry.probes import Readiness
 
 log = logging.getLogger("mqkit")

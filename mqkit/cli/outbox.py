@@ -13,14 +13,15 @@ from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
+    connect,
     first_line,
     pick_url,
     run,
     stop_on_signals,
     table_console,
 )
+from mqkit.cli.loops import Loop, LoopOption
 from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
-from mqkit.registry import connect
 from mqkit.urls import mask
 
 if TYPE_CHECKING:
@@ -55,7 +56,13 @@ def _sql() -> Any:
     return sqlalchemy.exc
 
 
-def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]], *, create: bool = False) -> T:
+def _on_db(
+    db: str,
+    action: Callable[[AsyncEngine], Awaitable[T]],
+    *,
+    create: bool = False,
+    loop: Loop = Loop.asyncio,
+) -> T:
     """Open the database, run `action`, close; database failures become one line naming it.
     Only `create` (init) may make a new SQLite file."""
     errors = _sql()
@@ -79,7 +86,7 @@ def _on_db(db: str, action: Callable[[AsyncEngine], Awaitable[T]], *, create: bo
         finally:
             await engine.dispose()
 
-    return run(go())
+    return run(go(), loop)
 
 
 @outbox_app.command()
@@ -124,6 +131,7 @@ def relay(
     ] = False,
     metrics_port: MetricsPortOption = None,
     metrics_host: MetricsHostOption = LOCAL,
+    loop: LoopOption = Loop.auto,
 ) -> None:
     """Publish outbox rows to the broker until stopped (SIGTERM/Ctrl-C finish the batch)."""
     _sql()
@@ -148,7 +156,7 @@ def relay(
             await relayer.run(stop)
             return relayer.relayed
 
-    n = _on_db(db, go)
+    n = _on_db(db, go, loop=loop)
     print(f"relayed {n} message{'s' if n != 1 else ''}")
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mqkit import codec
-from mqkit.cli.common import UrlOption, UserError, pick_url, run
-from mqkit.message import Message
-from mqkit.registry import connect
+from mqkit.cli.common import UrlOption, UserError, connect, pick_url, run
+
+if TYPE_CHECKING:
+    from mqkit.message import Message
 
 BATCH = 500
 PROGRESS_FROM = 1000  # lines; smaller inputs finish before a bar is worth drawing
@@ -81,6 +79,9 @@ def publish(
         raise UserError("nothing to publish: give BODY, --file FILE, or - to read stdin")
     source = file if file is not None else ("-" if body == "-" else None)
     bodies = read_lines(source) if source is not None else [(body or "").encode()]
+    from mqkit import codec
+    from mqkit.message import Message
+
     content_type = codec.JSON if as_json else codec.TEXT
     if as_json:
         check_json(bodies)
@@ -94,6 +95,15 @@ def publish(
 async def _publish(
     url: str | None, topic: str, messages: list[Message], delay: float | None, *, single: bool
 ) -> None:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     err = Console(stderr=True)
     async with connect(url) as broker:
         if single:

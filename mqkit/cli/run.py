@@ -7,17 +7,17 @@ import enum
 import logging
 import os
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
-from mqkit.cli import metrics
+from mqkit.cli import loops, metrics
 from mqkit.cli.common import UrlOption, UserError, load_object, pick_url, run
+from mqkit.cli.loops import Loop, LoopOption
 from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
-from mqkit.logs import JsonFormatter
-from mqkit.worker import App
+
+if TYPE_CHECKING:
+    from mqkit.worker import App
 
 log = logging.getLogger("mqkit")
 
@@ -30,6 +30,8 @@ class LogFormat(enum.StrEnum):
 def load_app(target: str, *, traceback: bool = False) -> App:
     """The App named by `module:attribute` (attribute defaults to `app`), importable from
     the current directory, with something to run."""
+    from mqkit.worker import App
+
     app = load_object(target, "app", traceback=traceback)
     if not isinstance(app, App):
         raise UserError(f"{target} is a {type(app).__name__}, not a mqkit.App")
@@ -65,7 +67,11 @@ async def serve(app: App, metrics_port: int | None = None, metrics_host: str = L
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         async with metrics.endpoint(metrics_port, metrics_host, "mqkit-worker", app.ready):
-            log.info("mqkit: running %d subscriber(s); Ctrl-C to stop", len(app.subscribers))
+            log.info(
+                "mqkit: running %d subscriber(s) on %s; Ctrl-C to stop",
+                len(app.subscribers),
+                loops.name(loop),
+            )
             await app.run(stop)
         log.info("mqkit: stopped")
     finally:
@@ -94,6 +100,7 @@ def run_command(
     url: UrlOption = None,
     metrics_port: MetricsPortOption = None,
     metrics_host: MetricsHostOption = LOCAL,
+    loop: LoopOption = Loop.auto,
 ) -> None:
     """Run a worker app (`app = mqkit.App(...)` in module) until SIGINT or SIGTERM."""
     ours = logging.getLogger("mqkit")  # undo the CLI's quiet default: a worker logs fully
@@ -101,9 +108,14 @@ def run_command(
     ours.propagate = True
     ours.setLevel(logging.NOTSET)
     if log_format is LogFormat.json:
+        from mqkit.logs import JsonFormatter
+
         handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
     else:
+        from rich.console import Console
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=Console(stderr=True), show_path=False)
     logging.basicConfig(
         force=True, level=log_level.upper(), format="%(message)s", handlers=[handler]
@@ -115,6 +127,6 @@ def run_command(
     if shutdown_timeout is not None:
         app.shutdown_timeout = shutdown_timeout
     try:
-        run(serve(app, metrics_port, metrics_host))
+        run(serve(app, metrics_port, metrics_host), loop)
     except asyncio.CancelledError:
         raise typer.Exit(130) from None

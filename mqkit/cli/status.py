@@ -12,25 +12,24 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from mqkit.cli.common import (
     UrlOption,
     UserError,
     age,
+    connect,
     pick_url,
     run,
     store_failure,
     table_console,
 )
-from mqkit.registry import connect
-from mqkit.status import Status, database_status, group_status
 from mqkit.urls import mask
 
 if TYPE_CHECKING:
+    from rich.console import Group
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from mqkit.status import Status
 
 
 def status(
@@ -90,6 +89,8 @@ async def _show(
     watch: bool,
     interval: float,
 ) -> None:
+    from mqkit.status import Status, database_status, group_status
+
     engine = _engine(db) if db else None
     try:
         async with connect(url) as broker:
@@ -123,6 +124,8 @@ async def _watch(read: Callable[[], Awaitable[Status]], interval: float, *, as_j
         while True:
             print(json.dumps((await read()).as_dict()), flush=True)
             await asyncio.sleep(interval)
+    from rich.live import Live
+
     with Live(_render(await read()), console=table_console(), auto_refresh=False) as live:
         while True:
             await asyncio.sleep(interval)
@@ -141,6 +144,9 @@ def _engine(db: str) -> AsyncEngine:
 
 
 def _render(status: Status) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+
     now = time.time()
     groups = Table("topic", "group", "waiting", "in flight", "oldest", "dead letters",
                    title=f"consumer groups on {status.broker}", title_justify="left")  # fmt: skip

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mqkit.broker import Broker
+from mqkit.half.defaults import DEFAULT_INTERVAL, DEFAULT_MAX_CHECKS
 from mqkit.half.producer import COMMIT_LEASE
 from mqkit.half.store import (
     COMMITTING,
@@ -44,8 +45,6 @@ log = logging.getLogger("mqkit.half")
 
 Check = Callable[[Message], Resolution | Awaitable[Resolution]]
 
-DEFAULT_INTERVAL = 30.0
-DEFAULT_MAX_CHECKS = 15
 RESOLVED_KEPT = 86_400.0  # resolved records answer late commits for a day, then are purged
 _RESOLVED = ("committed", "rolled_back", "dead_lettered", "finished")
 PENDING_COUNTED = 100_000  # the pending gauge counts this many at most

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.table import Column, Table
 
 from mqkit.cli.common import (
     UrlOption,
+    connect,
     pick_url,
     table_console,
 )
@@ -19,7 +19,6 @@ from mqkit.cli.webhook.common import (
     on_db,
     parse_since,
 )
-from mqkit.registry import connect
 
 if TYPE_CHECKING:
     from mqkit.webhooks.attempts import AttemptLog
@@ -49,6 +48,8 @@ def attempts(
         for a in found:
             print(json.dumps(a.row()))
         return
+    from rich.table import Column, Table
+
     table = Table("at", "attempt", "status", "ms", "outcome", "error")
     table.columns.insert(1, Column("message", no_wrap=True))
     for a in found:

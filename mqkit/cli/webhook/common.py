@@ -18,6 +18,7 @@ from mqkit.cli.common import (
     run,
     store_failure,
 )
+from mqkit.cli.loops import Loop
 from mqkit.urls import parse_duration
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def on_db(
     db: str | None,
     action: Callable[[EndpointRegistry, AttemptLog], Awaitable[T]],
     broker_url: str | None = None,
+    loop: Loop = Loop.asyncio,
 ) -> T:
     """Open the registry and the log, run `action`, close; database failures become one
     line naming the database. Without --db it sits next to the broker's file in use."""
@@ -71,7 +73,7 @@ def on_db(
                 raise
             raise error from None
 
-    return run(go())
+    return run(go(), loop)
 
 
 def valid(build: Callable[[], T]) -> T:

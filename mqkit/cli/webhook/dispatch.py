@@ -11,9 +11,11 @@ from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
+    connect,
     pick_url,
     stop_on_signals,
 )
+from mqkit.cli.loops import Loop, LoopOption
 from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.cli.webhook.common import (
     AllowOption,
@@ -21,7 +23,6 @@ from mqkit.cli.webhook.common import (
     on_db,
     valid,
 )
-from mqkit.registry import connect
 from mqkit.urls import parse_duration
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def dispatch(
     db: DbOption = None,
     metrics_port: MetricsPortOption = None,
     metrics_host: MetricsHostOption = LOCAL,
+    loop: LoopOption = Loop.auto,
 ) -> None:
     """POST the topics' messages to their endpoints, signed, with retries, until stopped."""
     from mqkit.webhooks.client import WebhookClient
@@ -83,7 +85,7 @@ def dispatch(
                 await dispatcher.run(stop)
             return dispatcher
 
-    stats = on_db(ctx, db, go, url).stats
+    stats = on_db(ctx, db, go, url, loop).stats
     print(
         f"delivered {stats.delivered}, failed attempts {stats.failed_attempts}, "
         f"exhausted {stats.exhausted}, disabled {len(stats.disabled)}"

@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.table import Column, Table
 
 from mqkit.cli.common import (
     UserError,
@@ -100,6 +99,8 @@ def endpoint_list(
         for e in endpoints:
             print(json.dumps(_summary(e)))
         return
+    from rich.table import Column, Table
+
     table = Table("url", "topics", "state", "failing for", "limits", "description")
     table.columns.insert(0, Column("id", no_wrap=True))  # ids are copied from here: never cut
     now = time.time()

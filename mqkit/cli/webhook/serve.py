@@ -7,20 +7,20 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from mqkit import http_server
 from mqkit.cli import metrics
 from mqkit.cli.common import (
     UrlOption,
     UserError,
+    connect,
     pick_url,
     run,
     stop_on_signals,
 )
+from mqkit.cli.loops import Loop, LoopOption
 from mqkit.cli.metrics import LOCAL, MetricsHostOption, MetricsPortOption
 from mqkit.cli.webhook.common import (
     valid,
 )
-from mqkit.registry import connect
 from mqkit.urls import parse_duration, parse_size
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def serve(
     url: UrlOption = None,
     metrics_port: MetricsPortOption = None,
     metrics_host: MetricsHostOption = LOCAL,
+    loop: LoopOption = Loop.auto,
 ) -> None:
     """Receive webhooks: verify, deduplicate, publish to the source's topic, then answer."""
     from mqkit.idempotency.store import IdempotencyStore
@@ -85,6 +86,8 @@ def serve(
                 metrics_port, metrics_host, "mqkit-webhook-receiver", metrics.broker_ready(broker)
             ),
         ):
+            from mqkit import http_server
+
             receiver = Receiver(
                 broker, sources, dedup=store, max_body=limit, max_pending=max_pending
             )
@@ -98,4 +101,4 @@ def serve(
                 if store is not None:
                     await store.close()
 
-    run(go())
+    run(go(), loop)

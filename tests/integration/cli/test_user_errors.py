@@ -27,6 +27,7 @@ MISTAKES: list[tuple[list[str], str]] = [
     (["dlq", "list", "t", "--wait", "-1"], "--wait"),
     (["dlq", "list", "t", "--limit", "-5"], "--limit"),
     (["run", "x:app", "--shutdown-timeout", "-1"], "--shutdown-timeout"),
+    (["run", "x:app", "--loop", "tokio"], "--loop"),
     (["demo", "--orders", "-1"], "--orders"),
     (["webhook", "dispatch", "--timeout", "-1s"], "--timeout"),
     (["webhook", "serve", "-s", "a=b", "--port", "-1"], "--port"),
