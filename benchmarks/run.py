@@ -1,7 +1,7 @@
 """Throughput and latency of a mqkit backend, optionally next to a peer queue in the same run.
 
     python -m benchmarks.run --url sqlite:////tmp/bench.db --peer persist-queue
-    python -m benchmarks.run --url redis://127.0.0.1:6379/0 --raw
+    python -m benchmarks.run --url redis://127.0.0.1:6379/0 --raw --faststream
 
 Rows: single awaited publish, batched publish, consume with acks (one consumer), an App's
 subscriber draining a backlog (the worker's own cost on top), and end-to-end latency
@@ -9,6 +9,8 @@ p50/p99 at a fixed offered rate. `--raw` runs the broker's own client on
 the same rows first (benchmarks/raw.py) and prints mqkit's ratio to it (for latency, raw
 divided by mqkit, so above 1 is better there too). Speed is reported here, never asserted in
 tests: this machine's timings are noisy, so compare ratios taken in the same run.
+`--faststream` runs FastStream too (benchmarks/faststream_peer.py: the publish rows, and
+its subscriber beside the App's), taking turns with the others.
 """
 
 from __future__ import annotations
@@ -41,14 +43,22 @@ class Row:
     mqkit: float
     peer: float | None = None
     unit: str = "msg/s"
+    faststream: float | None = None
 
     @property
     def ratio(self) -> float | None:
-        if self.peer is None or self.peer == 0:
+        return self._over(self.peer)
+
+    @property
+    def faststream_ratio(self) -> float | None:
+        return self._over(self.faststream)
+
+    def _over(self, other: float | None) -> float | None:
+        if other is None or other == 0:
             return None
         if self.unit == "ms":  # lower is better
-            return self.peer / self.mqkit if self.mqkit else None
-        return self.mqkit / self.peer
+            return other / self.mqkit if self.mqkit else None
+        return self.mqkit / other
 
 
 def _topic(name: str) -> str:
@@ -206,6 +216,18 @@ async def raw_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
     return {"single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99}
 
 
+async def faststream_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
+    """FastStream on the same workloads, with mqkit's durability (benchmarks/faststream_peer.py)."""
+    from benchmarks.faststream_peer import for_url
+
+    fs = for_url(url)
+    return {
+        "single": await fs.single(args.single),
+        "batched": await fs.batched(args.messages, args.batch),
+        "worker": await fs.subscriber(args.messages, args.batch, args.concurrency, args.prefetch),
+    }
+
+
 async def mqkit_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
     single = await publish_single(url, args.single)
     batched, topic = await publish_batched(url, args.messages, args.batch)
@@ -223,17 +245,28 @@ async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | Non
     same state of a noisy machine."""
     ours: list[dict[str, float]] = []
     raws: list[dict[str, float]] = []
+    theirs: list[dict[str, float]] = []
     for _ in range(args.repeat):
         if args.raw:
             raws.append(await raw_rows(url, args))
+        if args.faststream:
+            theirs.append(await faststream_rows(url, args))
         ours.append(await mqkit_rows(url, args))
-    m = {k: statistics.median(r[k] for r in ours) for k in ours[0]}
+    m = _medians(ours)
     if raws:
-        peer = {k: statistics.median(r[k] for r in raws) for k in raws[0]}
+        peer = _medians(raws)
     peer = peer or {}
+    fs = _medians(theirs) if theirs else {}
     return [
-        Row("publish, single awaited", m["single"], peer.get("single")),
-        Row(f"publish, batches of {args.batch}", m["batched"], peer.get("batched")),
+        Row(
+            "publish, single awaited", m["single"], peer.get("single"), faststream=fs.get("single")
+        ),
+        Row(
+            f"publish, batches of {args.batch}",
+            m["batched"],
+            peer.get("batched"),
+            faststream=fs.get("batched"),
+        ),
         Row(
             f"consume + ack, 1 consumer, prefetch {args.prefetch}",
             m["consume"],
@@ -243,25 +276,37 @@ async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | Non
             f"worker: App subscriber, concurrency {args.concurrency}, prefetch {args.prefetch}",
             m["worker"],
             None,
+            faststream=fs.get("worker"),
         ),
         Row(f"end-to-end p50 at {args.rate:.0f} msg/s", m["p50"], peer.get("p50"), unit="ms"),
         Row(f"end-to-end p99 at {args.rate:.0f} msg/s", m["p99"], peer.get("p99"), unit="ms"),
     ]
 
 
-def render(url: str, rows: list[Row], peer: str | None) -> Table:
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def render(url: str, rows: list[Row], peer: str | None, faststream: bool = False) -> Table:
     table = Table(title=f"mqkit {mqkit.__version__} on {mqkit.connect(url).safe_url}")
     table.add_column("workload")
     table.add_column("mqkit", justify="right")
     if peer:
         table.add_column(peer, justify="right")
         table.add_column("ratio", justify="right")
+    if faststream:
+        table.add_column("FastStream", justify="right")
+        table.add_column("mqkit / FastStream", justify="right")
     for row in rows:
         fmt = "{:,.1f} ms" if row.unit == "ms" else "{:,.0f}/s"
         cells = [row.name, fmt.format(row.mqkit)]
         if peer:
             cells.append(fmt.format(row.peer) if row.peer is not None else "")
             cells.append(f"{row.ratio:.2f}x" if row.ratio is not None else "")
+        if faststream:
+            ratio = row.faststream_ratio
+            cells.append(fmt.format(row.faststream) if row.faststream is not None else "")
+            cells.append(f"{ratio:.2f}x" if ratio is not None else "")
         table.add_row(*cells)
     return table
 
@@ -287,6 +332,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is shown")
+    parser.add_argument(
+        "--faststream",
+        action="store_true",
+        help="run FastStream too, with mqkit's durability (kafka, amqp, redis)",
+    )
     parser.add_argument("--json", action="store_true", help="print rows as JSON too")
     parser.add_argument(
         "--loop",
@@ -307,10 +357,18 @@ def main() -> None:
         with asyncio.Runner(loop_factory=loops.factory(Loop(args.loop))) as runner:
             rows = runner.run(bench(url, args, peer))
             ran_on = loops.name(runner.get_loop())
-        Console().print(f"event loop: {ran_on}")
-        Console().print(render(url, rows, "raw client" if args.raw else args.peer))
+        console = Console(width=max(Console().width, 130))  # a row of the widest table per line
+        console.print(f"event loop: {ran_on}")
+        console.print(render(url, rows, "raw client" if args.raw else args.peer, args.faststream))
         if args.json:
-            print(json.dumps([asdict(r) | {"ratio": r.ratio} for r in rows]))
+            print(
+                json.dumps(
+                    [
+                        asdict(r) | {"ratio": r.ratio, "faststream_ratio": r.faststream_ratio}
+                        for r in rows
+                    ]
+                )
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
