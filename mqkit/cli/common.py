@@ -5,7 +5,6 @@ what a command needs (a broker client, pydantic, rich's tables) is imported when
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import os
@@ -21,6 +20,8 @@ from mqkit.errors import MqkitError
 from mqkit.urls import mask
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.console import Console
 
     from mqkit.broker import Broker
@@ -67,6 +68,8 @@ def fail(message: str) -> NoReturn:
 def run(coro: Coroutine[Any, Any, T], loop: Loop = Loop.asyncio) -> T:
     """Run a command's coroutine on `loop`; its user errors become one line on stderr and
     exit 2."""
+    import asyncio
+
     try:
         with asyncio.Runner(loop_factory=factory(loop)) as runner:
             return runner.run(coro)
@@ -134,12 +137,17 @@ def _where(exc: BaseException) -> str:
     return where
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and Ctrl-C set `stop`, so a long-running command finishes what it holds."""
+def stop_on_signals() -> asyncio.Event:
+    """An event that SIGTERM and Ctrl-C set, so a long-running command finishes what it
+    holds."""
+    import asyncio
+
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def connect(url: str | None) -> Broker:

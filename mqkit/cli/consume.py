@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import sys
@@ -77,6 +76,8 @@ async def _consume(
     from_beginning: bool,
     output: Output,
 ) -> None:
+    import asyncio
+
     out = sys.stdout.buffer
     seen = 0
     async with connect(url) as broker:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -166,8 +165,7 @@ def checker(
             if once:
                 await checker.check_once()
             else:
-                stop = asyncio.Event()
-                stop_on_signals(stop)
+                stop = stop_on_signals()
                 await checker.run(stop)
             return checker
 

@@ -5,17 +5,19 @@ rates of both are in benchmarks/README.md."""
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import importlib
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mqkit.errors import MqkitError
 
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+if TYPE_CHECKING:
+    import asyncio
+
+LoopFactory = Callable[[], "asyncio.AbstractEventLoop"]
 
 
 class Loop(enum.StrEnum):

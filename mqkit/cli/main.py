@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
@@ -50,6 +49,7 @@ def root(
     ] = None,
 ) -> None:
     """mqkit: one clean way to move messages reliably."""
+    _quiet_libraries()  # here, not in main(): `--help` and `--version` never log
     ctx.obj = {"url": url}
 
 
@@ -70,6 +70,8 @@ app.add_typer(webhook_app, name="webhook")
 def _quiet_libraries() -> None:
     """Broker clients log their connection failures; the CLI reports those itself, in one
     line. mqkit's own warnings still reach stderr (`mqkit run` sets up fuller logging)."""
+    import logging
+
     logging.getLogger().addHandler(logging.NullHandler())
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -82,7 +84,6 @@ def _quiet_libraries() -> None:
 def main() -> None:
     # Typer (with its own copy of click) handles parsing; errors are reported here in one
     # line instead of a usage box, since scripts read stderr too.
-    _quiet_libraries()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=sys.argv[1:], prog_name="mqkit", standalone_mode=False)

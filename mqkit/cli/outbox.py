@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -151,8 +150,7 @@ def relay(
             )
             if once:
                 return await relayer.drain()
-            stop = asyncio.Event()
-            stop_on_signals(stop)
+            stop = stop_on_signals()
             await relayer.run(stop)
             return relayer.relayed
 

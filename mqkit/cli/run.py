@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import os
@@ -45,6 +44,8 @@ def load_app(target: str, *, traceback: bool = False) -> App:
 
 async def serve(app: App, metrics_port: int | None = None, metrics_host: str = LOCAL) -> None:
     """Run `app`; the first signal stops it gracefully, a second one stops it at once."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -126,7 +127,9 @@ def run_command(
     app = load_app(target, traceback=traceback)
     if shutdown_timeout is not None:
         app.shutdown_timeout = shutdown_timeout
+    from asyncio import CancelledError
+
     try:
         run(serve(app, metrics_port, metrics_host), loop)
-    except asyncio.CancelledError:
+    except CancelledError:
         raise typer.Exit(130) from None

@@ -5,7 +5,6 @@ dead letters, and with --db the outbox, half messages and webhook endpoints (mqk
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -120,6 +119,8 @@ async def _show(
 
 
 async def _watch(read: Callable[[], Awaitable[Status]], interval: float, *, as_json: bool) -> None:
+    import asyncio
+
     if as_json:  # a line per refresh, for scripts that follow it
         while True:
             print(json.dumps((await read()).as_dict()), flush=True)

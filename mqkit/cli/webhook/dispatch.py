@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -80,8 +79,7 @@ def dispatch(
             async with dispatcher:
                 if not dispatcher.source_topics():
                     raise UserError("no topics to dispatch: add an endpoint or give --topic")
-                stop = asyncio.Event()
-                stop_on_signals(stop)
+                stop = stop_on_signals()
                 await dispatcher.run(stop)
             return dispatcher
 

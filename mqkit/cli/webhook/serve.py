@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -91,8 +90,7 @@ def serve(
             receiver = Receiver(
                 broker, sources, dedup=store, max_body=limit, max_pending=max_pending
             )
-            stop = asyncio.Event()
-            stop_on_signals(stop)
+            stop = stop_on_signals()
             try:
                 async with http_server.serving(receiver, host, port):
                     print(f"receiving on http://{host}:{port}/<source> -> {broker.safe_url}")
