@@ -175,7 +175,10 @@ class AttemptLog(SqlTables):
                 await asyncio.wait_for(self._kick.wait(), self.flush_interval)
             self._kick.clear()
             try:
-                await self.flush()
+                # Shielded: close() cancels this task, and a write cancelled midway can
+                # leave its SQLite connection holding the lock (see Dispatcher.run). The
+                # write goes on; close()'s own flush waits for it.
+                await asyncio.shield(self.flush())
             except Exception as exc:  # the log must not stop deliveries; the next flush retries
                 log.warning("cannot write the webhook attempt log: %s", exc)
                 await asyncio.sleep(self.flush_interval)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -177,7 +178,8 @@ class Dispatcher:
         if not topics:
             raise ValueError("no topics to dispatch: add an endpoint or name --topic")
         feeds: list[Feed] = []
-        refresh = asyncio.create_task(self._refresh_forever())
+        ending = asyncio.Event()
+        refresh = asyncio.create_task(self._refresh_until(ending))
         try:
             for topic in [*topics, self.retry_topic]:
                 sub = await self.broker.subscribe(topic, group=self.group, prefetch=self.in_flight)
@@ -188,7 +190,7 @@ class Dispatcher:
             await stop.wait()
         finally:
             self.ready.clear()
-            refresh.cancel()
+            ending.set()
             await asyncio.gather(refresh, return_exceptions=True)
             await asyncio.gather(*(feed.stop() for feed in feeds))
 
@@ -196,9 +198,14 @@ class Dispatcher:
         await self.client.close()
         await self.attempt_log.flush()
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh)
+    async def _refresh_until(self, ending: asyncio.Event) -> None:
+        """Re-read the endpoints every `refresh` seconds until `ending`; it ends between
+        reads, never cancelled in one: a SQLite read cancelled midway keeps the file locked
+        until its connection is garbage-collected, and the attempt log cannot commit."""
+        while not ending.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ending.wait(), self.refresh)
+                return
             try:
                 await self.load_endpoints()
             except Exception as exc:  # keep dispatching with what we have

@@ -1,13 +1,16 @@
-"""The attempt log keeps what a failed write held, for the next flush."""
+"""The attempt log keeps what a failed write held, for the next flush, and closing never
+cancels a write midway."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mqkit.message import Message
+from mqkit.testing.waiting import until
 from mqkit.webhooks.attempts import Attempt, AttemptLog
 
 
@@ -72,3 +75,40 @@ async def test_the_webhook_database_is_in_wal_mode_only_when_asked(
     await engine.dispose()
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == ("wal" if wal else "delete")
+
+
+async def test_closing_lets_the_writers_write_in_flight_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SQLite write (or read) cancelled midway leaves its connection holding the file's
+    # lock until it is garbage-collected: every other writer then fails "database is locked".
+    log = AttemptLog(f"sqlite:///{tmp_path / 'hooks.db'}", flush_interval=0.01)
+    write = log._write
+    writing = asyncio.Event()
+    go_on = asyncio.Event()
+    outcome: list[str] = []
+
+    async def slow(*args: Any) -> None:
+        writing.set()
+        try:
+            await go_on.wait()
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        outcome.append("finished")
+        await write(*args)
+
+    monkeypatch.setattr(log, "_write", slow)
+    message = Message.create("orders", b"{}")
+    log.record(_attempt(message, 1), message)
+    writer = log._writer
+    assert writer is not None
+    await asyncio.wait_for(writing.wait(), 30)
+    closing = asyncio.ensure_future(log.close())
+    await until(writer.done)  # close() has cancelled the writer task
+    go_on.set()
+    await asyncio.wait_for(closing, 30)
+    assert outcome == ["finished"]
+    reopened = AttemptLog(f"sqlite:///{tmp_path / 'hooks.db'}")
+    assert [a.attempt for a in await reopened.attempts("ep_1")] == [1]
+    await reopened.close()

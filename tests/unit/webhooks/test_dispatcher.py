@@ -361,3 +361,41 @@ async def test_a_stalled_lanes_queue_is_deferred_to_the_broker(env: Env) -> None
         assert lane.waiting <= 4  # the 20 went to the broker, not into memory
         await until(lambda: d.stats.delivered == 25, timeout=60)
     assert {r.headers["webhook-id"] for r in script.received} == {m.id for m in sent}
+
+
+async def test_stopping_lets_an_endpoint_refresh_in_flight_finish(env: Env) -> None:
+    # A SQLite read cancelled midway leaves its connection holding the file's shared lock
+    # until it is garbage-collected, and the attempt log cannot commit meanwhile ("database
+    # is locked" after the busy timeout): stopping must not cancel the refresh in a read.
+    await env.add("ok")
+    read = env.registry.list
+    calls = 0
+    reading = asyncio.Event()
+    go_on = asyncio.Event()
+    outcome: list[str] = []
+
+    async def slow() -> list[Endpoint]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:  # a refresh, not the first read
+            reading.set()
+            try:
+                await go_on.wait()
+            except asyncio.CancelledError:
+                outcome.append("cancelled")
+                raise
+            outcome.append("finished")
+        return await read()
+
+    env.registry.list = slow  # type: ignore[method-assign]
+
+    async def release_once_stopping(d: Dispatcher) -> None:
+        while d.ready.is_set():  # cleared as run() begins to stop
+            await asyncio.sleep(0.01)
+        go_on.set()
+
+    async with env.running() as d:
+        await asyncio.wait_for(reading.wait(), 30)
+        releasing = asyncio.create_task(release_once_stopping(d))
+    await releasing
+    assert outcome == ["finished"]
