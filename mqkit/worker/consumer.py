@@ -92,6 +92,7 @@ class Consumer:
             admit,
             size=self.spec.concurrency,
             name=f"mqkit-{self.spec.group}",
+            take_turns=un_keyed is not None,
         )
 
     async def _handle(self, delivery: Delivery) -> None:

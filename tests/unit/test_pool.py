@@ -155,3 +155,30 @@ async def test_reading_ends_with_the_subscription() -> None:
         await subscription.close()
         await until(lambda: not pool.reading)
         await pool.stop(1)
+
+
+@pytest.mark.parametrize(("take_turns", "ahead"), [(True, 1), (False, 4)])
+async def test_idle_workers_take_turns_ahead_only_when_told(take_turns: bool, ahead: int) -> None:
+    # A rate limit's turn taken by an idle worker is spent before any message is there: with
+    # turns, one worker at a time waits for a delivery holding one; without, every worker.
+    admissions = 0
+    handled = asyncio.Event()
+
+    async def admit() -> None:
+        nonlocal admissions
+        admissions += 1
+
+    async def handle(delivery: Delivery) -> None:
+        await delivery.ack()
+        handled.set()
+
+    async with mqkit.connect("memory://") as broker:
+        subscription = await broker.subscribe("t", group="g")
+        pool = Pool(subscription, handle, admit, size=4, name="pool-test", take_turns=take_turns)
+        await until(lambda: admissions >= ahead)
+        for _ in range(20):  # let any worker that could be admitted be admitted
+            await asyncio.sleep(0)
+        assert admissions == ahead
+        await broker.publish("t", b"x")
+        await asyncio.wait_for(handled.wait(), 30)
+        await pool.stop(5)
