@@ -35,8 +35,11 @@ def to_record(
     }
 
 
-def from_record(record: Any, *, topic: str | None = None) -> tuple[Message, int | None]:
-    """The message (attempt = deliveries before this one) and its not-before time in ms."""
+def from_record(
+    record: Any, *, topic: str | None = None, delivering: bool = False
+) -> tuple[Message, int | None]:
+    """The message (attempt = deliveries before this one, or counting this one when
+    `delivering`: built so at once, not copied) and its not-before time in ms."""
     own: dict[str, bytes] = {}
     headers: dict[str, str] = {}
     for name, value in record.headers or ():
@@ -63,7 +66,7 @@ def from_record(record: Any, *, topic: str | None = None) -> tuple[Message, int 
         headers=headers,
         content_type=content_type,
         timestamp=record.timestamp / 1000,
-        attempt=int(own.get(ATTEMPT, b"0")),
+        attempt=int(own.get(ATTEMPT, b"0")) + int(delivering),
     )
     not_before = int(own[NOT_BEFORE]) if NOT_BEFORE in own else None
     return message, not_before

@@ -185,8 +185,7 @@ class KafkaSubscription(Subscription):
                     self._admit(tp, record)
 
     def _admit(self, tp: TopicPartition, record: Any) -> None:
-        message, not_before = from_record(record, topic=self.topic)
-        message = message.with_changes(attempt=message.attempt + 1)
+        message, not_before = from_record(record, topic=self.topic, delivering=True)
         self._offsets.setdefault(tp, PartitionOffsets()).fetched(record.offset)
         delivery = KafkaDelivery(message, self, tp, record.offset, self._generation)
         delivery.due = (not_before or 0) / 1000
