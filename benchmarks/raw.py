@@ -218,8 +218,9 @@ class RawKafka:
         from aiokafka import AIOKafkaProducer
 
         if self.producer is None:
+            # mqkit's producer settings; linger_ms is aiokafka's default, 0.
             self.producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+                bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all"
             )
             await self.producer.start()
         return self.producer
