@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+import mqkit_kafka.broker
 import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 
@@ -32,7 +33,7 @@ async def test_a_publish_timing_out_mid_renewal_leaves_a_working_producer(
     async with mqkit.connect(URLS["kafka"] + "?publish_timeout=1s") as broker:
         sent = [(await broker.publish(topic, "before")).id]
         refused: list[object] = []
-        produce = broker._produce  # type: ignore[attr-defined]
+        produce = mqkit_kafka.broker.produce
 
         async def refuse_once(producer: Any, records: Any) -> None:
             if not refused:
@@ -53,7 +54,7 @@ async def test_a_publish_timing_out_mid_renewal_leaves_a_working_producer(
             producer.start = start_late
             return producer
 
-        monkeypatch.setattr(broker, "_produce", refuse_once)
+        monkeypatch.setattr(mqkit_kafka.broker, "produce", refuse_once)
         monkeypatch.setattr(broker, "_new_producer", slow_to_start)
         with pytest.raises(PublishTimeoutError):
             await broker.publish(topic, "during the renewal")

@@ -42,6 +42,7 @@ from mqkit.errors import BrokerUnavailableError, ConfigurationError
 from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.shutdown import abandon, finish_within
+from mqkit_kafka.batches import produce
 from mqkit_kafka.lag import group_lag
 from mqkit_kafka.records import to_record
 from mqkit_kafka.subscription import KafkaSubscription
@@ -274,7 +275,7 @@ class KafkaBroker(Broker):
         producer = self._producer
         assert producer is not None
         try:
-            await self._produce(producer, records)
+            await produce(producer, records)
         except (OutOfOrderSequenceNumber, UnknownProducerId):
             await self._renew_producer(producer)
             raise
@@ -290,13 +291,6 @@ class KafkaBroker(Broker):
                     f"{what} to Kafka at {self.safe_url} failed: {exc!r}"
                 ) from exc
             raise
-
-    @staticmethod
-    async def _produce(
-        producer: AIOKafkaProducer, records: list[tuple[str, dict[str, Any]]]
-    ) -> None:
-        futures = [await producer.send(topic, **record) for topic, record in records]
-        await asyncio.gather(*futures)
 
     async def send_retry(self, retry_topic: str, message: Message, delay: float) -> None:
         """A copy for the group's retry topic, held by consumers until it is due."""
