@@ -1,7 +1,7 @@
 # The two commands a newcomer needs:
 #   make demo   the main job on the embedded default (no server needed)
 #   make test   the full test suite, exactly as CI runs it
-.PHONY: env demo test lint bench services clean
+.PHONY: env demo test lint bench bench-all services clean
 
 env:
 	scripts/bootstrap
@@ -18,6 +18,12 @@ lint: env
 
 bench: env
 	.venv/bin/python -m benchmarks.run --peer persist-queue
+
+# Every benchmark, on both event loops, beside the raw clients and FastStream; rewrites the
+# generated section at the end of benchmarks/README.md.
+bench-all: env
+	scripts/services up redis kafka rabbitmq postgres
+	eval "$$(scripts/services env)" && .venv/bin/python -m benchmarks.all
 
 services:
 	scripts/services up
