@@ -41,8 +41,8 @@ class Pool:
         `take_turns`: one worker at a time is admitted and takes the next delivery, so a
         rate limit's turn is taken ahead by one idle worker at most, not by all of them.
         Only a gate with a rate limit needs it: the handoff costs a trip through the event
-        loop per message (a third of the rate at concurrency 16), where without it a
-        worker whose handler never waits goes on to the next delivery at once."""
+        loop per message (a third to three quarters of the rate at concurrency 16), where
+        without it a worker whose handler never waits goes on to the next delivery at once."""
         self.subscription = subscription
         self._handle = handle
         self._admit = admit
