@@ -20,11 +20,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib.metadata import version
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from mqkit._version import __version__
 from mqkit.message import Message
 
 # The conventions' advice for messaging durations, in seconds.
@@ -65,7 +65,7 @@ class Tally:
 
 class Instruments:
     def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter("mqkit", version("mqkit"))
+        meter = provider.get_meter("mqkit", __version__)
         self.sent = meter.create_counter(
             "messaging.client.sent.messages",
             unit="{message}",

@@ -10,8 +10,9 @@ type check after; mqkit imports OpenTelemetry itself only once there is a provid
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version
 from typing import TYPE_CHECKING
+
+from mqkit._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
@@ -30,5 +31,5 @@ def tracer() -> Tracer | None:
         return None
     # Made again only when the provider changes (tests install one each).
     if _made is None or _made[0] is not provider:
-        _made = (provider, provider.get_tracer("mqkit", version("mqkit")))
+        _made = (provider, provider.get_tracer("mqkit", __version__))
     return _made[1]

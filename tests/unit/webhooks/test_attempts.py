@@ -12,6 +12,7 @@ import pytest
 from mqkit.message import Message
 from mqkit.testing.waiting import until
 from mqkit.webhooks.attempts import Attempt, AttemptLog
+from tests.support.gates import Gate
 
 
 def _attempt(message: Message, n: int) -> Attempt:
@@ -84,18 +85,10 @@ async def test_closing_lets_the_writers_write_in_flight_finish(
     # lock until it is garbage-collected: every other writer then fails "database is locked".
     log = AttemptLog(f"sqlite:///{tmp_path / 'hooks.db'}", flush_interval=0.01)
     write = log._write
-    writing = asyncio.Event()
-    go_on = asyncio.Event()
-    outcome: list[str] = []
+    gate = Gate()
 
     async def slow(*args: Any) -> None:
-        writing.set()
-        try:
-            await go_on.wait()
-        except asyncio.CancelledError:
-            outcome.append("cancelled")
-            raise
-        outcome.append("finished")
+        await gate.hold()
         await write(*args)
 
     monkeypatch.setattr(log, "_write", slow)
@@ -103,12 +96,12 @@ async def test_closing_lets_the_writers_write_in_flight_finish(
     log.record(_attempt(message, 1), message)
     writer = log._writer
     assert writer is not None
-    await asyncio.wait_for(writing.wait(), 30)
+    await asyncio.wait_for(gate.reached.wait(), 30)
     closing = asyncio.ensure_future(log.close())
     await until(writer.done)  # close() has cancelled the writer task
-    go_on.set()
+    gate.open()
     await asyncio.wait_for(closing, 30)
-    assert outcome == ["finished"]
+    assert gate.outcome == ["finished"]
     reopened = AttemptLog(f"sqlite:///{tmp_path / 'hooks.db'}")
     assert [a.attempt for a in await reopened.attempts("ep_1")] == [1]
     await reopened.close()

@@ -26,6 +26,7 @@ from mqkit.webhooks.dispatcher import EVENTS_TOPIC, Dispatcher
 from mqkit.webhooks.endpoints import Endpoint, EndpointRegistry
 from mqkit.webhooks.lanes import Breaker
 from mqkit.webhooks.schedule import Schedule
+from tests.support.gates import Gate
 from tests.support.webhooks import Endpoints, Script, serving
 
 LOCAL = ["127.0.0.1/32"]
@@ -370,21 +371,13 @@ async def test_stopping_lets_an_endpoint_refresh_in_flight_finish(env: Env) -> N
     await env.add("ok")
     read = env.registry.list
     calls = 0
-    reading = asyncio.Event()
-    go_on = asyncio.Event()
-    outcome: list[str] = []
+    gate = Gate()
 
     async def slow() -> list[Endpoint]:
         nonlocal calls
         calls += 1
         if calls > 1:  # a refresh, not the first read
-            reading.set()
-            try:
-                await go_on.wait()
-            except asyncio.CancelledError:
-                outcome.append("cancelled")
-                raise
-            outcome.append("finished")
+            await gate.hold()
         return await read()
 
     env.registry.list = slow  # type: ignore[method-assign]
@@ -392,10 +385,10 @@ async def test_stopping_lets_an_endpoint_refresh_in_flight_finish(env: Env) -> N
     async def release_once_stopping(d: Dispatcher) -> None:
         while d.ready.is_set():  # cleared as run() begins to stop
             await asyncio.sleep(0.01)
-        go_on.set()
+        gate.open()
 
     async with env.running() as d:
-        await asyncio.wait_for(reading.wait(), 30)
+        await asyncio.wait_for(gate.reached.wait(), 30)
         releasing = asyncio.create_task(release_once_stopping(d))
     await releasing
-    assert outcome == ["finished"]
+    assert gate.outcome == ["finished"]
