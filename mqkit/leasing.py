@@ -114,6 +114,18 @@ class LeasedDelivery(Delivery):
         finally:
             self._sub.settled(self)
 
+    @classmethod
+    async def _ack_many(cls, deliveries: Sequence[LeasedDelivery]) -> None:
+        by_subscription: dict[LeasedSubscription, list[LeasedDelivery]] = {}
+        for delivery in deliveries:
+            by_subscription.setdefault(delivery._sub, []).append(delivery)
+        for sub, settling in by_subscription.items():
+            try:  # one engine call: one transaction (SQLite), one XACK (Redis)
+                await sub.engine.ack(sub.topic, sub.engine_group, [d.token for d in settling])
+            finally:
+                for delivery in settling:
+                    sub.settled(delivery)
+
     async def _nack(self, delay: float) -> None:
         try:
             await self._sub.engine.nack(

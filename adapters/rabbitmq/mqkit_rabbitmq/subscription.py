@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aio_pika.abc import (
@@ -52,11 +53,14 @@ class RabbitDelivery(Delivery):
     ) -> None:
         super().__init__(message, sub.group, sub.broker)
         self._sub = sub
-        self._incoming = incoming
+        self.incoming = incoming
+        # The channel it came on, taken now: aio-pika's property raises once it is closed.
+        self.channel: object = incoming.channel
+        self.tag = _tag(incoming)
 
     async def _ack(self) -> None:
         try:
-            await self._incoming.ack()
+            await self.incoming.ack()
         except (AMQPError, ConnectionError, RuntimeError):
             # The channel died with the connection: the broker requeued the message already.
             log.info(
@@ -65,11 +69,19 @@ class RabbitDelivery(Delivery):
         finally:
             self._sub.settled(self)
 
+    @classmethod
+    async def _ack_many(cls, deliveries: Sequence[RabbitDelivery]) -> None:
+        by_subscription: dict[RabbitSubscription, list[RabbitDelivery]] = {}
+        for delivery in deliveries:
+            by_subscription.setdefault(delivery._sub, []).append(delivery)
+        for sub, settling in by_subscription.items():
+            await sub.ack_many(settling)
+
     async def hand_back(self) -> None:
         """Requeue, unless settled already: for what a closing subscription fetched but no
         one finished."""
         if self._mark_settled():
-            await self._incoming.nack(requeue=True)
+            await self.incoming.nack(requeue=True)
 
     async def _nack(self, delay: float) -> None:
         try:
@@ -77,7 +89,7 @@ class RabbitDelivery(Delivery):
             await self._sub.link.publish_copy(
                 self.failed_copy(), target, delay, attempt=self.message.attempt
             )
-            await self._incoming.ack()
+            await self.incoming.ack()
         except (AMQPError, ConnectionError, RuntimeError):
             log.info("mqkit: nack of %s interrupted; the broker will redeliver it", self.message.id)
         finally:
@@ -99,6 +111,9 @@ class RabbitSubscription(Subscription):
         self._tag: str | None = None
         self._buffer: asyncio.Queue[RabbitDelivery | None] = asyncio.Queue()
         self._unsettled: set[RabbitDelivery] = set()
+        # Every delivery not yet settled, fetched or taken, by channel and delivery tag in the
+        # order the broker sent them: what a multiple-ack may cover (see ack_many).
+        self._held: dict[object, dict[int, RabbitDelivery]] = {}
         self._closing = False
 
     async def start(self, start: Start) -> RabbitSubscription:
@@ -128,10 +143,46 @@ class RabbitSubscription(Subscription):
                 await incoming.nack(requeue=True)
             return
         message = from_amqp(self.topic, incoming)
-        await self._buffer.put(RabbitDelivery(message, self, incoming))
+        delivery = RabbitDelivery(message, self, incoming)
+        self._held.setdefault(delivery.channel, {})[delivery.tag] = delivery
+        await self._buffer.put(delivery)
 
     def settled(self, delivery: RabbitDelivery) -> None:
         self._unsettled.discard(delivery)
+        held = self._held.get(delivery.channel)
+        if held is not None:
+            held.pop(delivery.tag, None)
+            if not held:
+                del self._held[delivery.channel]
+
+    async def ack_many(self, deliveries: Sequence[RabbitDelivery]) -> None:
+        """One multiple-ack for the run of lowest delivery tags on a channel that are all in
+        `deliveries`; one ack each for the rest. A multiple-ack settles every tag up to its
+        own on the channel, so it may only cover tags nothing else still holds: a delivery
+        handled elsewhere, or one fetched and not yet taken, must stay unacked."""
+        by_channel: dict[object, set[int]] = {}
+        for delivery in deliveries:
+            by_channel.setdefault(delivery.channel, set()).add(delivery.tag)
+        singles = list(deliveries)
+        for channel, tags in by_channel.items():
+            run: list[RabbitDelivery] = []
+            for tag, held in self._held.get(channel, {}).items():  # in tag order
+                if tag not in tags:
+                    break
+                run.append(held)
+            if len(run) < 2:
+                continue
+            covered = set(run)
+            singles = [d for d in singles if d not in covered]
+            try:
+                await run[-1].incoming.ack(multiple=True)
+            except (AMQPError, ConnectionError, RuntimeError):
+                log.info("mqkit: acks of %d messages lost with their channel", len(run))
+            finally:
+                for delivery in run:
+                    self.settled(delivery)
+        for delivery in singles:
+            await delivery._ack()
 
     async def __anext__(self) -> Delivery:
         if self._closing and self._buffer.empty():
@@ -161,3 +212,9 @@ class RabbitSubscription(Subscription):
                 await asyncio.wait_for(self._channel.close(), 3)
         self._buffer.put_nowait(None)
         self.link.subscriptions.discard(self)
+
+
+def _tag(incoming: AbstractIncomingMessage) -> int:
+    tag = incoming.delivery_tag
+    assert tag is not None, "a message consumed with manual acks has a delivery tag"
+    return tag
