@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mqkit.adaptive import AdaptiveConcurrency
-    from mqkit.broker import Broker, Delivery, Subscription
+    from mqkit.broker import Broker, Delivery, Subscription, ack_all
     from mqkit.capabilities import Capabilities
     from mqkit.errors import (
         BrokerUnavailableError,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from mqkit.message import Message
     from mqkit.middleware import Context
     from mqkit.registry import connect
-    from mqkit.retry import Reject, Retry, RetryPolicy
+    from mqkit.retry import BatchFailed, Reject, Retry, RetryPolicy
     from mqkit.worker import App
 
 # Every name is imported on first use: `import mqkit` (and so every `mqkit` command, which
@@ -49,6 +49,7 @@ _HOMES = {
     "Broker": "mqkit.broker",
     "Delivery": "mqkit.broker",
     "Subscription": "mqkit.broker",
+    "ack_all": "mqkit.broker",
     "Capabilities": "mqkit.capabilities",
     **dict.fromkeys(
         [
@@ -73,6 +74,7 @@ _HOMES = {
     "Message": "mqkit.message",
     "Context": "mqkit.middleware",
     "connect": "mqkit.registry",
+    "BatchFailed": "mqkit.retry",
     "Reject": "mqkit.retry",
     "Retry": "mqkit.retry",
     "RetryPolicy": "mqkit.retry",
@@ -103,6 +105,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AdaptiveConcurrency",
     "App",
+    "BatchFailed",
     "Broker",
     "BrokerUnavailableError",
     "Capabilities",
@@ -128,5 +131,6 @@ __all__ = [
     "UnknownSchemeError",
     "WebhookVerificationError",
     "__version__",
+    "ack_all",
     "connect",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mqkit.errors import MqkitError
@@ -20,6 +21,30 @@ class Retry(MqkitError):
 
 class Reject(MqkitError):
     """Raise from a handler to send the message to the dead-letter queue at once."""
+
+
+class BatchFailed(MqkitError):
+    """Raise from a batch handler when only some of its messages failed: `failed` names them
+    by the items of the list the handler was given (the same objects) or by their Messages.
+    The rest of the batch is acked; each failed one is settled as if handling it alone had
+    raised `cause` (or the exception this is raised `from`): retried per the policy, at once
+    dead-lettered for Reject, redelivered after its delay for Retry. Without a cause, this
+    error itself is the reason, retried like any failure."""
+
+    def __init__(
+        self, failed: Sequence[object], *, cause: Exception | None = None, reason: str = ""
+    ) -> None:
+        super().__init__(reason or f"{len(failed)} message(s) of the batch failed")
+        self.failed = list(failed)
+        self.cause = cause
+
+    def reason_for_each(self) -> Exception:
+        """What each failed message is settled for."""
+        if self.cause is not None:
+            return self.cause
+        if isinstance(self.__cause__, Exception):
+            return self.__cause__
+        return self
 
 
 @dataclass(frozen=True, slots=True)

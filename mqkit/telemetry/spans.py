@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 
 from mqkit.message import Message
@@ -124,6 +125,36 @@ def processing(tracer: Tracer, system: str, message: Message, group: str) -> Ite
         context=propagation.extract(message.headers),
         kind=SpanKind.CONSUMER,
         attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+@contextmanager
+def processing_batch(
+    tracer: Tracer, system: str, messages: Sequence[Message], group: str
+) -> Iterator[Span]:
+    """A `process` span for a batch handler's call: in a trace of its own, linked to the
+    context each message carries (a batch has many parents), as the conventions say."""
+    destination = _destination({m.topic for m in messages})
+    attributes: Attributes = {
+        "messaging.system": system,
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": destination,
+        "messaging.consumer.group.name": group,
+        "messaging.batch.message_count": len(messages),
+    }
+    carried = (
+        trace.get_current_span(propagation.extract(m.headers)).get_span_context() for m in messages
+    )
+    with tracer.start_as_current_span(
+        f"process {destination}",
+        context=Context(),  # a root: not the child of whatever trace started the worker
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        links=[Link(c) for c in carried if c.is_valid],
         record_exception=False,
         set_status_on_exception=False,
     ) as span:

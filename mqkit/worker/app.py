@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from mqkit.adaptive import AdaptiveConcurrency
 from mqkit.broker import Broker
-from mqkit.errors import BrokerUnavailableError
+from mqkit.errors import BrokerUnavailableError, ConfigurationError
 from mqkit.handlers import Handler
 from mqkit.message import Message
 from mqkit.middleware import Middleware
@@ -34,6 +34,7 @@ from mqkit.retry import RetryPolicy
 from mqkit.service import RunningServices, ServiceSpec
 from mqkit.stats import HasStats
 from mqkit.telemetry import polling
+from mqkit.worker.batch import BatchConsumer
 from mqkit.worker.consumer import Consumer
 from mqkit.worker.fetch_gate import SharedLimits
 from mqkit.worker.lag_meter import meter_lag
@@ -76,7 +77,7 @@ class App:
         self._shutdown: list[Hook] = []
         self.services: list[ServiceSpec] = []
         self._running_services: RunningServices | None = None
-        self._consumers: list[Consumer] | None = None  # while running
+        self._consumers: list[Consumer | BatchConsumer] | None = None  # while running
 
     # -- declaring ---------------------------------------------------------------------------
 
@@ -95,6 +96,8 @@ class App:
         limiter: Limiter | None = None,
         rate_by: Callable[[Message], str] | None = None,
         adaptive: AdaptiveConcurrency | None = None,
+        batch: int | None = None,
+        batch_timeout: float = 0.05,
     ) -> Callable[[H], H]:
         """Register an async handler for `topic` in consumer `group` (default: the handler's
         qualified name), running at most `concurrency` messages at once.
@@ -107,7 +110,13 @@ class App:
         message waits for its key's turn in a handler slot, so the other keys go on while
         `concurrency` slots are free, and the fetch is held back once all of them wait.
         `adaptive=AdaptiveConcurrency(...)` moves the handlers allowed at once between 1 and
-        `concurrency` on their latency and errors (see mqkit.adaptive)."""
+        `concurrency` on their latency and errors (see mqkit.adaptive).
+
+        `batch=500` hands the handler lists (`async def handle(orders: list[Order])`) of up
+        to 500 messages, waiting at most `batch_timeout` seconds after the first for the
+        rest, and acks each list in one request where the broker allows: see
+        mqkit.worker.batch for what becomes of undecodable bodies and failures
+        (`mqkit.BatchFailed` retries only some). `concurrency` is then batches at once."""
         make_spec = declare(
             topic,
             shares_limits=self.limits_url is not None,
@@ -122,6 +131,8 @@ class App:
             limiter=limiter,
             rate_by=rate_by,
             adaptive=adaptive,
+            batch=batch,
+            batch_timeout=batch_timeout,
         )
 
         def register(handler: H) -> H:
@@ -194,11 +205,17 @@ class App:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[App]:
         """Start the app for the duration of the block; for tests and embedding."""
+        batched = [s.name for s in self.subscribers if s.batch is not None]
+        if batched and self.middleware:
+            raise ConfigurationError(
+                f"the App's middleware takes one message at a time; {', '.join(batched)} "
+                "take batches (batch=): run them in an App without middleware"
+            )
         owns_broker = self._broker is None
         if self._broker is None:
             self._broker = connect(self._url)
         await self._broker.start()
-        consumers: list[Consumer] = []
+        consumers: list[Consumer | BatchConsumer] = []
         services: RunningServices | None = None
         lag_meter: asyncio.Task[None] | None = None
         shared = SharedLimits(self.limits_url, self.limits_outage, self.limits_workers)
@@ -206,12 +223,16 @@ class App:
             for hook in self._startup:
                 await hook()
             for spec in self.subscribers:
-                consumer = Consumer(
-                    spec,
-                    policy=spec.retry or self.retry,
-                    app_middleware=self.middleware,
-                    shared_limits=shared,
-                )
+                consumer: Consumer | BatchConsumer
+                if spec.batch is not None:
+                    consumer = BatchConsumer(spec, policy=spec.retry or self.retry)
+                else:
+                    consumer = Consumer(
+                        spec,
+                        policy=spec.retry or self.retry,
+                        app_middleware=self.middleware,
+                        shared_limits=shared,
+                    )
                 await consumer.start(self._broker)
                 consumers.append(consumer)
             services = self._running_services = RunningServices(self.services, self._broker)

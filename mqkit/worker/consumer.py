@@ -45,7 +45,7 @@ class Consumer:
         spec.stats.concurrency_limit = self._slots.limit
         self._call: CallNext | None = None
         self._limits: Limits | None = None
-        self._pool: Pool | None = None
+        self._pool: Pool[Delivery] | None = None
 
     def _chain(self, limits: Limits, system: str) -> CallNext:
         spec = self.spec

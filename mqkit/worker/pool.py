@@ -18,18 +18,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
-
-from mqkit.broker import Delivery, Subscription
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger("mqkit")
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
-class Pool:
+
+class Source(Protocol[T_co]):
+    """What a pool reads: a Subscription (of deliveries), or batches of one (worker.batch)."""
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    async def close(self) -> None: ...
+
+
+class Pool(Generic[T]):
     def __init__(
         self,
-        subscription: Subscription,
-        handle: Callable[[Delivery], Coroutine[Any, Any, None]],
+        subscription: Source[T],
+        handle: Callable[[T], Coroutine[Any, Any, None]],
         admit: Callable[[], Awaitable[object]],
         *,
         size: int,
@@ -74,7 +83,7 @@ class Pool:
             finally:
                 self._busy.discard(worker)
 
-    async def _take(self) -> Delivery:
+    async def _take(self) -> T:
         if self._taking is None:
             await self._admit()
             return await anext(self.subscription)

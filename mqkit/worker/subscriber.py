@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from mqkit.adaptive import AdaptiveConcurrency
 from mqkit.broker import validate_topic
-from mqkit.handlers import Handler, compile_handler, default_group
+from mqkit.handlers import Handler, compile_batch_handler, compile_handler, default_group
 from mqkit.message import Message
 from mqkit.middleware import Middleware
 from mqkit.ratelimit import Limiter, Rate
@@ -29,6 +29,9 @@ class SubscriberSpec:
     limit: RateLimit | Limiter | None = None
     rate_by: Callable[[Message], str] | None = None
     adaptive: AdaptiveConcurrency | None = None
+    # With `batch`, the handler takes lists of up to this many (see mqkit.worker.batch).
+    batch: int | None = None
+    batch_timeout: float = 0.05
     stats: Stats = field(default_factory=Stats)
 
     @property
@@ -51,12 +54,29 @@ def declare(
     limiter: Limiter | None,
     rate_by: Callable[[Message], str] | None,
     adaptive: AdaptiveConcurrency | None,
+    batch: int | None = None,
+    batch_timeout: float = 0.05,
 ) -> Callable[[Handler], SubscriberSpec]:
     """Check `App.subscriber`'s arguments now, before the handler is known; what makes the
     spec once it is. `shares_limits`: the App has a limits_url for `rate_key=`."""
     validate_topic(topic)
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
+    if batch is not None:
+        _check_batch(
+            batch,
+            batch_timeout,
+            concurrency,
+            prefetch,
+            {
+                "middleware=": bool(middleware),
+                "rate=": rate is not None,
+                "limiter=": limiter is not None,
+                "rate_by=": rate_by is not None,
+                "adaptive=": adaptive is not None,
+            },
+        )
+        prefetch = prefetch or batch * (concurrency + 1)  # the next batch fetched meanwhile
     limit: RateLimit | Limiter | None = limiter
     if rate is not None:
         if limiter is not None:
@@ -75,7 +95,11 @@ def declare(
     fetched = prefetch
 
     def spec(handler: Handler) -> SubscriberSpec:
-        compile_handler(handler)  # fail at import time, not at the first message
+        # Fail at import time, not at the first message.
+        if batch is None:
+            compile_handler(handler)
+        else:
+            compile_batch_handler(handler)
         return SubscriberSpec(
             topic=topic,
             group=group or default_group(handler),
@@ -87,6 +111,29 @@ def declare(
             limit=limit,
             rate_by=rate_by,
             adaptive=adaptive,
+            batch=batch,
+            batch_timeout=batch_timeout,
         )
 
     return spec
+
+
+def _check_batch(
+    batch: int,
+    timeout: float,
+    concurrency: int,
+    prefetch: int | None,
+    given: dict[str, bool],
+) -> None:
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    if timeout < 0:
+        raise ValueError("batch_timeout must be >= 0 seconds")
+    if prefetch is not None and prefetch < batch * concurrency:
+        raise ValueError(
+            f"prefetch={prefetch} cannot fill {concurrency} batch(es) of {batch}: give at "
+            f"least batch * concurrency ({batch * concurrency}), or leave it to the default"
+        )
+    # Each of these acts on one message at a time; a batch would bypass it unseen.
+    for option in (name for name, on in given.items() if on):
+        raise ValueError(f"{option} works on one message at a time: it cannot take batch=")

@@ -22,9 +22,11 @@ import inspect
 import pytest
 
 # Before the cases are imported: a failing case then shows its values, as in any test file.
-pytest.register_assert_rewrite(*(f"{__name__}.{m}" for m in ("pubsub", "delivery", "dlq", "lag")))
+pytest.register_assert_rewrite(
+    *(f"{__name__}.{m}" for m in ("pubsub", "delivery", "dlq", "lag", "batches"))
+)
 
-from mqkit.testing.conformance import delivery, dlq, lag, pubsub  # noqa: E402
+from mqkit.testing.conformance import batches, delivery, dlq, lag, pubsub  # noqa: E402
 from mqkit.testing.conformance.fixtures import (  # noqa: E402
     MakeUrl,
     broker,
@@ -36,7 +38,7 @@ from mqkit.testing.conformance.fixtures import (  # noqa: E402
 
 _CASES = {
     name: getattr(module, name)
-    for module in (pubsub, delivery, dlq, lag)
+    for module in (pubsub, delivery, dlq, lag, batches)
     for name in dir(module)
     if name.startswith("test_")
 }

@@ -7,18 +7,41 @@ OpenTelemetry)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from mqkit.middleware import CallNext, Context, Middleware
 from mqkit.telemetry.instruments import Attributes, Instruments
 
+Record = Callable[[Context, float], None]
+
 
 def measuring(meters: Instruments, system: str, group: str) -> Middleware:
+    attributes, record = recorder(meters, system, group)
+
+    async def middleware(ctx: Context, call_next: CallNext) -> None:
+        topic = ctx.message.topic
+        meters.in_flight.add(1, attributes(topic))
+        started = time.perf_counter()
+        try:
+            await call_next(ctx)
+        finally:
+            meters.in_flight.add(-1, attributes(topic))
+            record(ctx, time.perf_counter() - started)
+
+    return middleware
+
+
+def recorder(
+    meters: Instruments, system: str, group: str
+) -> tuple[Callable[..., Attributes], Record]:
+    """The attributes of a topic (with (name, value) pairs flattened in), and what records
+    a settled message that took `seconds`: a batch subscriber records each of its messages
+    with the batch's time."""
     # Attribute sets made once each and reused: this runs once per message, and a pattern
     # subscription sees several topics.
     made: dict[tuple[str, ...], Attributes] = {}
 
     def attributes(topic: str, *extra: str) -> Attributes:
-        """The attributes of `topic`, with (name, value) pairs `extra` flattened in."""
         key = (topic, *extra)
         found = made.get(key)
         if found is None:
@@ -31,27 +54,20 @@ def measuring(meters: Instruments, system: str, group: str) -> Middleware:
             }
         return found
 
-    async def middleware(ctx: Context, call_next: CallNext) -> None:
+    def record(ctx: Context, seconds: float) -> None:
         topic = ctx.message.topic
-        meters.in_flight.add(1, attributes(topic))
-        started = time.perf_counter()
-        try:
-            await call_next(ctx)
-        finally:
-            took = time.perf_counter() - started
-            meters.in_flight.add(-1, attributes(topic))
-            outcome = ctx.outcome or "unknown"
-            if ctx.error is None:
-                settled = attributes(topic, "mqkit.outcome", outcome)
-            else:
-                error = type(ctx.error).__qualname__
-                settled = attributes(topic, "mqkit.outcome", outcome, "error.type", error)
-            meters.consumed.add(1, settled)
-            meters.process_duration.record(took, settled)
-            if outcome == "retried":
-                meters.retries.add(1, attributes(topic))
-            elif outcome in ("dead_lettered", "rejected"):
-                reason = "attempts" if outcome == "dead_lettered" else "rejected"
-                meters.dead_letters.add(1, attributes(topic, "mqkit.reason", reason))
+        outcome = ctx.outcome or "unknown"
+        if ctx.error is None:
+            settled = attributes(topic, "mqkit.outcome", outcome)
+        else:
+            error = type(ctx.error).__qualname__
+            settled = attributes(topic, "mqkit.outcome", outcome, "error.type", error)
+        meters.consumed.add(1, settled)
+        meters.process_duration.record(seconds, settled)
+        if outcome == "retried":
+            meters.retries.add(1, attributes(topic))
+        elif outcome in ("dead_lettered", "rejected"):
+            reason = "attempts" if outcome == "dead_lettered" else "rejected"
+            meters.dead_letters.add(1, attributes(topic, "mqkit.reason", reason))
 
-    return middleware
+    return attributes, record

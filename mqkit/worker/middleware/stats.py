@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mqkit.middleware import CallNext, Context, Middleware
+from mqkit.middleware import CallNext, Context, Middleware, Outcome
 from mqkit.stats import Counters
 
 
@@ -31,17 +31,21 @@ def counting(stats: Stats) -> Middleware:
             await call_next(ctx)
         finally:
             stats.in_flight -= 1
-            outcome = ctx.outcome
-            # Spelled out rather than looked up: this runs once per message.
-            if outcome == "handled":
-                stats.handled += 1
-            elif outcome in ("dead_lettered", "rejected"):
-                stats.dead_lettered += 1
-            elif outcome == "retried":
-                stats.retried += 1
-            elif outcome == "duplicate":
-                stats.duplicates += 1
-            elif outcome == "skipped":
-                stats.skipped += 1
+            count(stats, ctx.outcome)
 
     return middleware
+
+
+def count(stats: Stats, outcome: Outcome | None) -> None:
+    """Count one message's outcome (batch subscribers count each message of a batch so)."""
+    # Spelled out rather than looked up: this runs once per message.
+    if outcome == "handled":
+        stats.handled += 1
+    elif outcome in ("dead_lettered", "rejected"):
+        stats.dead_lettered += 1
+    elif outcome == "retried":
+        stats.retried += 1
+    elif outcome == "duplicate":
+        stats.duplicates += 1
+    elif outcome == "skipped":
+        stats.skipped += 1
