@@ -24,6 +24,8 @@ class Raw(Protocol):
 
     async def consume(self, where: str, n: int, prefetch: int) -> float: ...
 
+    async def batch_consume(self, where: str, n: int, batch: int) -> float: ...
+
     async def latency(self, rate: float, seconds: float) -> tuple[float, float]: ...
 
 
@@ -81,6 +83,10 @@ class RawRedis:
                 seen += len(ids)
                 await self.client.xack(where, "bench", *ids)
         return n / (time.perf_counter() - start)
+
+    async def batch_consume(self, where: str, n: int, batch: int) -> float:
+        """Reads of `batch` entries, each acked with one XACK (what consume does already)."""
+        return await self.consume(where, n, batch)
 
     async def latency(self, rate: float, seconds: float) -> tuple[float, float]:
         stream = _name("latency")
@@ -166,6 +172,30 @@ class RawRabbit:
             nonlocal seen
             await message.ack()
             seen += 1
+            if seen == n:
+                done.set()
+
+        start = time.perf_counter()
+        tag = await queue.consume(on_message)
+        await asyncio.wait_for(done.wait(), 300)
+        rate = n / (time.perf_counter() - start)
+        await queue.cancel(tag)
+        await channel.close()
+        return rate
+
+    async def batch_consume(self, where: str, n: int, batch: int) -> float:
+        """Every `batch`-th message acks itself and those before it (`multiple=True`)."""
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=batch * 2)
+        queue = await channel.declare_queue(where, durable=True)
+        done = asyncio.Event()
+        seen = 0
+
+        async def on_message(message: Any) -> None:
+            nonlocal seen
+            seen += 1
+            if seen % batch == 0 or seen == n:
+                await message.ack(multiple=True)
             if seen == n:
                 done.set()
 
@@ -278,6 +308,20 @@ class RawKafka:
                 await consumer.commit()
                 last_commit = time.monotonic()
         await consumer.commit()
+        rate = n / (time.perf_counter() - start)
+        await consumer.stop()
+        return rate
+
+    async def batch_consume(self, where: str, n: int, batch: int) -> float:
+        """getmany() of up to `batch` records, and one offset commit for each."""
+        consumer = await self._consumer(where, "earliest", batch)
+        start = time.perf_counter()
+        seen = 0
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            seen += sum(len(records) for records in batches.values())
+            if batches:
+                await consumer.commit()
         rate = n / (time.perf_counter() - start)
         await consumer.stop()
         return rate

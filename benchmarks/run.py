@@ -4,7 +4,8 @@
     python -m benchmarks.run --url redis://127.0.0.1:6379/0 --raw --faststream
 
 Rows: single awaited publish, batched publish, consume with acks (one consumer), an App's
-subscriber draining a backlog (the worker's own cost on top), and end-to-end latency
+subscriber draining a backlog (the worker's own cost on top), consume in batches with one
+bulk ack each and an App batch subscriber (`batch=`) doing the same, and end-to-end latency
 p50/p99 at a fixed offered rate. `--raw` runs the broker's own client on
 the same rows first (benchmarks/raw.py) and prints mqkit's ratio to it (for latency, raw
 divided by mqkit, so above 1 is better there too). Speed is reported here, never asserted in
@@ -103,6 +104,30 @@ async def consume_acked(url: str, topic: str, n: int, prefetch: int) -> float:
         return rate
 
 
+async def consume_batches(url: str, n: int, batch: int) -> float:
+    """subscribe(), read as batches of `batch` (what a batch subscriber reads) and each acked
+    with one `mqkit.ack_all`: the subscription's own cost, under the batch subscriber's."""
+    from mqkit.worker.batch import Batches
+
+    topic = _topic("bulk")
+    async with mqkit.connect(url) as broker:
+        await (await broker.subscribe(topic, group="bench")).close()
+        for first in range(0, n, batch):
+            size = min(batch, n - first)
+            await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+        sub = await broker.subscribe(topic, group="bench", prefetch=2 * batch)
+        batches = Batches(sub, batch, 0.05)
+        start = time.perf_counter()
+        seen = 0
+        while seen < n:
+            deliveries = await anext(batches)
+            await mqkit.ack_all(deliveries)
+            seen += len(deliveries)
+        rate = n / (time.perf_counter() - start)
+        await sub.close()
+        return rate
+
+
 async def worker(
     url: str, n: int, batch: int, concurrency: int, prefetch: int | None = None
 ) -> float:
@@ -123,6 +148,33 @@ async def worker(
         async def handle(body: bytes) -> None:
             nonlocal seen
             seen += 1
+            if seen >= n:
+                done.set()
+
+        start = time.perf_counter()
+        async with app.running():
+            await done.wait()
+            rate = n / (time.perf_counter() - start)
+        return rate
+
+
+async def worker_batches(url: str, n: int, batch: int, concurrency: int) -> float:
+    """An App's batch subscriber (`batch=`, a list handler, one bulk ack per batch) draining
+    n waiting messages."""
+    topic = _topic("batches")
+    async with mqkit.connect(url) as broker:
+        await (await broker.subscribe(topic, group="bench-batches")).close()
+        for first in range(0, n, batch):
+            size = min(batch, n - first)
+            await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+        app = mqkit.App(broker=broker, shutdown_timeout=5)
+        done = asyncio.Event()
+        seen = 0
+
+        @app.subscriber(topic, group="bench-batches", batch=batch, concurrency=concurrency)
+        async def handle(bodies: list[bytes]) -> None:
+            nonlocal seen
+            seen += len(bodies)
             if seen >= n:
                 done.set()
 
@@ -210,10 +262,15 @@ async def raw_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
         single = await raw.single(args.single)
         batched, where = await raw.batched(args.messages, args.batch)
         consumed = await raw.consume(where, args.messages, args.prefetch)
+        _, backlog = await raw.batched(args.messages, args.batch)
+        batches = await raw.batch_consume(backlog, args.messages, args.batch)
         p50, p99 = await raw.latency(args.rate, args.seconds)
     finally:
         await raw.close()
-    return {"single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99}
+    return {
+        "single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99,
+        "batches": batches,
+    }  # fmt: skip
 
 
 async def faststream_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
@@ -234,9 +291,11 @@ async def mqkit_rows(url: str, args: argparse.Namespace) -> dict[str, float]:
     consumed = await consume_acked(url, topic, args.messages, args.prefetch)
     p50, p99 = await latency(url, args.rate, args.seconds)
     app = await worker(url, args.messages, args.batch, args.concurrency, args.prefetch)
+    bulk = await consume_batches(url, args.messages, args.batch)
+    batches = await worker_batches(url, args.messages, args.batch, 1)  # as raw: one at a time
     return {
         "single": single, "batched": batched, "consume": consumed, "p50": p50, "p99": p99,
-        "worker": app,
+        "worker": app, "bulk": bulk, "batches": batches,
     }  # fmt: skip
 
 
@@ -277,6 +336,16 @@ async def bench(url: str, args: argparse.Namespace, peer: dict[str, float] | Non
             m["worker"],
             None,
             faststream=fs.get("worker"),
+        ),
+        Row(
+            f"consume in batches of {args.batch}, one ack_all each (raw: one ack a batch)",
+            m["bulk"],
+            peer.get("batches"),
+        ),
+        Row(
+            f"worker: App batch subscriber, batch={args.batch}, concurrency 1 (raw: as above)",
+            m["batches"],
+            peer.get("batches"),
         ),
         Row(f"end-to-end p50 at {args.rate:.0f} msg/s", m["p50"], peer.get("p50"), unit="ms"),
         Row(f"end-to-end p99 at {args.rate:.0f} msg/s", m["p99"], peer.get("p99"), unit="ms"),

@@ -105,65 +105,82 @@ class BatchConsumer:
 
     async def _handle(self, deliveries: list[Delivery]) -> None:
         stats = self.spec.stats
-        group = self.spec.group
-        contexts = [
-            Context(message=d.message, topic=d.message.topic, group=group, delivery=d)
-            for d in deliveries
-        ]
-        stats.in_flight += len(contexts)
+        stats.in_flight += len(deliveries)
         started = time.perf_counter()
+        # What became of each: the handled ones as deliveries (most of them, and nothing to
+        # say of one but that), the others as the contexts their settling left.
+        handled: list[Delivery] = []
+        others: list[Context] = []
         try:
-            await self._settle(contexts)
+            await self._settle(deliveries, handled, others)
         finally:
-            stats.in_flight -= len(contexts)
-            took = time.perf_counter() - started
-            for ctx in contexts:
+            stats.in_flight -= len(deliveries)
+            stats.handled += len(handled)
+            for ctx in others:
                 count(stats, ctx.outcome)
-                if self._record is not None:
+            if self._record is not None:
+                took = time.perf_counter() - started
+                for ctx in [*map(self._context, handled), *others]:
+                    ctx.outcome = ctx.outcome or "handled"
                     self._record(ctx, took)
 
-    async def _settle(self, contexts: list[Context]) -> None:
-        skipped: list[Context] = []
-        handled: list[Context] = []
+    async def _settle(
+        self, deliveries: list[Delivery], handled: list[Delivery], others: list[Context]
+    ) -> None:
+        group = self.spec.group
+        taken: list[Delivery] = []  # those the handler gets
         items: list[Any] = []
-        for ctx in contexts:
-            if ctx.message.headers.get(REPLAY_GROUP, ctx.group) != ctx.group:
-                ctx.outcome = "skipped"
-                skipped.append(ctx)
+        skipped: list[Delivery] = []
+        for delivery in deliveries:
+            message = delivery.message
+            if message.headers.get(REPLAY_GROUP, group) != group:
+                skipped.append(delivery)
                 continue
             try:
-                items.append(self._handler.decode(ctx.message))
+                items.append(self._handler.decode(message))
             except DecodeError as exc:
-                await self._fail(ctx, exc)
+                others.append(await self._fail(delivery, exc))
                 continue
-            handled.append(ctx)
+            taken.append(delivery)
         failed: dict[int, Exception] = {}
-        if handled:
+        if taken:
             try:
-                with self._span(handled):
-                    await self._handler.call(items, [c.message for c in handled])
+                with self._span(taken):
+                    await self._handler.call(items, [d.message for d in taken])
             except BatchFailed as failure:
-                failed = _failed_ones(failure, items, handled)
+                failed = _failed_ones(failure, items, taken)
             except Exception as exc:
-                failed = dict.fromkeys(range(len(handled)), exc)
+                failed = dict.fromkeys(range(len(taken)), exc)
         for i, reason in failed.items():
-            await self._fail(handled[i], reason)
-        done = [*skipped, *(ctx for i, ctx in enumerate(handled) if i not in failed)]
-        await ack_all([_delivery(ctx) for ctx in done])
-        for ctx in done:
-            ctx.outcome = ctx.outcome or "handled"
+            others.append(await self._fail(taken[i], reason))
+        done = [d for i, d in enumerate(taken) if i not in failed] if failed else taken
+        await ack_all([*skipped, *done])
+        handled += done
+        for delivery in skipped:
+            ctx = self._context(delivery)
+            ctx.outcome = "skipped"
+            others.append(ctx)
 
-    async def _fail(self, ctx: Context, exc: Exception) -> None:
+    def _context(self, delivery: Delivery) -> Context:
+        message = delivery.message
+        return Context(
+            message=message, topic=message.topic, group=self.spec.group, delivery=delivery
+        )
+
+    async def _fail(self, delivery: Delivery, exc: Exception) -> Context:
+        """Settle one message as the policy says for `exc`; the context that tells how."""
+        ctx = self._context(delivery)
         with logs.handling(ctx.message, ctx.group):
-            await settle_failed(ctx, _delivery(ctx), self._policy, exc)
+            await settle_failed(ctx, delivery, self._policy, exc)
+        return ctx
 
-    def _span(self, handled: list[Context]) -> AbstractContextManager[object]:
+    def _span(self, taken: list[Delivery]) -> AbstractContextManager[object]:
         tracer = tracing.tracer()
         if tracer is None:
             return nullcontext()
         from mqkit.telemetry import spans  # imports OpenTelemetry's trace API
 
-        messages = [c.message for c in handled]
+        messages = [d.message for d in taken]
         return spans.processing_batch(tracer, self._system, messages, self.spec.group)
 
     def problem(self) -> str | None:
@@ -182,16 +199,16 @@ class BatchConsumer:
 
 
 def _failed_ones(
-    failure: BatchFailed, items: list[Any], handled: list[Context]
+    failure: BatchFailed, items: list[Any], taken: list[Delivery]
 ) -> dict[int, Exception]:
     """The batch's positions that `failure` names, each with what to settle it for. A
     name that is not in the batch fails all of it, for the failure itself: better a retry
     than an ack of what the handler said had failed."""
     positions: dict[int, list[int]] = {}
-    for i, (item, ctx) in enumerate(zip(items, handled, strict=True)):
+    for i, (item, delivery) in enumerate(zip(items, taken, strict=True)):
         positions.setdefault(id(item), []).append(i)
-        if ctx.message is not item:
-            positions.setdefault(id(ctx.message), []).append(i)
+        if delivery.message is not item:
+            positions.setdefault(id(delivery.message), []).append(i)
     reason = failure.reason_for_each()
     failed: dict[int, Exception] = {}
     for name in failure.failed:
@@ -201,11 +218,6 @@ def _failed_ones(
                 "mqkit: BatchFailed names %r, which is not in the batch; retrying all of it",
                 name,
             )
-            return dict.fromkeys(range(len(handled)), failure)
+            return dict.fromkeys(range(len(taken)), failure)
         failed[free[0]] = reason
     return failed
-
-
-def _delivery(ctx: Context) -> Delivery:
-    assert ctx.delivery is not None, "a worker's context"
-    return ctx.delivery
