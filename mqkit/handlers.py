@@ -43,7 +43,19 @@ def compile_handler(handler: Handler) -> CallNext:
                 "one parameter receives the body, others must be annotated Message or Context"
             )
 
-    async def call(ctx: Context) -> None:
+    # Plain functions handing back the handler's own coroutine: no frame of ours per
+    # message. A body that does not decode raises DecodeError from the call itself, inside
+    # the caller's `await call(ctx)`, as it would from within a coroutine.
+    if [source for _, source, _ in sources] == ["body"]:  # the usual handler
+        [(body, _, into)] = sources
+
+        def call_with_body(ctx: Context) -> Awaitable[Any]:
+            message = ctx.message
+            return handler(**{body: codec.decode(message.body, message.content_type, into)})
+
+        return call_with_body
+
+    def call(ctx: Context) -> Awaitable[Any]:
         kwargs: dict[str, Any] = {}
         for name, source, annotation in sources:
             if source == "body":
@@ -52,7 +64,7 @@ def compile_handler(handler: Handler) -> CallNext:
                 kwargs[name] = ctx.message
             else:
                 kwargs[name] = ctx
-        await handler(**kwargs)
+        return handler(**kwargs)
 
     return call
 

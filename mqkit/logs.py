@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 
 from mqkit.message import Message
@@ -27,6 +27,16 @@ def handling(message: Message, group: str) -> Iterator[None]:
         yield
     finally:
         _handling.reset(token)
+
+
+def start_handling(message: Message, group: str) -> Token[tuple[Message, str] | None]:
+    """`handling` without a context manager, for the worker's hot path, where a generator
+    per message costs more than the rest of the bookkeeping: end it with end_handling."""
+    return _handling.set((message, group))
+
+
+def end_handling(token: Token[tuple[Message, str] | None]) -> None:
+    _handling.reset(token)
 
 
 class JsonFormatter(logging.Formatter):

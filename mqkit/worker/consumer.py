@@ -101,10 +101,11 @@ class Consumer:
         ctx = Context(
             message=message, topic=message.topic, group=self.spec.group, delivery=delivery
         )
+        about = logs.start_handling(message, self.spec.group)
         try:
-            with logs.handling(message, self.spec.group):
-                await self._call(ctx)
+            await self._call(ctx)
         finally:
+            logs.end_handling(about)
             if self._slots.adaptive:
                 ok = ctx.outcome not in _FAILURES  # did the downstream cope?
                 latency = time.monotonic() - ctx.started
