@@ -186,7 +186,10 @@ class KafkaSubscription(Subscription):
 
     def _admit(self, tp: TopicPartition, record: Any) -> None:
         message, not_before = from_record(record, topic=self.topic, delivering=True)
-        self._offsets.setdefault(tp, PartitionOffsets()).fetched(record.offset)
+        offsets = self._offsets.get(tp)
+        if offsets is None:
+            offsets = self._offsets[tp] = PartitionOffsets()
+        offsets.fetched(record.offset)
         delivery = KafkaDelivery(message, self, tp, record.offset, self._generation)
         delivery.due = (not_before or 0) / 1000
         if message.key is not None:
