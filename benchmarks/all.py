@@ -6,8 +6,9 @@ of benchmarks/README.md with the date, the versions and the tables it measured.
 Brokers come from the MQKIT_TEST_*_URL variables that `scripts/services env` prints (a
 broker without one is left out, and the section says so). Each row set runs in its own
 process, on both event loops: sqlite beside persist-queue, and Redis, Kafka and RabbitMQ
-beside their raw clients and FastStream; then command start-up, the outbox relay and the
-webhooks, whose own tables are copied as they print them.
+beside their raw clients and FastStream; then command start-up, the outbox relay, the
+webhooks and the cost as work grows (benchmarks/backlog.py), whose own tables are copied as
+they print them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 README = Path(__file__).with_name("README.md")
@@ -150,9 +152,26 @@ def main() -> None:
         sections += ["### Outbox relay", "", "Not run: no PostgreSQL or no broker URL.", ""]
     messages = ["--messages", "5000", "--requests", "3000"] if args.quick else []
     sections += ["### Webhooks", "", _plain(_python("benchmarks.webhooks", *messages, *repeat))]
+    sections += ["", *growth(args.quick, urls)]
     kept = README.read_text().split(START)[0].rstrip("\n")
     README.write_text(kept + "\n\n" + "\n".join(sections).rstrip("\n") + "\n")
     print(f"bench-all: {README} rewritten from {START[:15]}...", file=sys.stderr)
+
+
+def growth(quick: bool, urls: list[str]) -> list[str]:
+    """The backlog drained on every backend, and sqlite with many retained messages."""
+    backlog = ["--messages", "100000", "--every", "10000"] if quick else []
+    retained = ["--retained", "1000000"] if quick else []
+    lines = ["### Cost as work grows", ""]
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh sqlite file, not an earlier run's
+        for url in [f"sqlite:///{tmp}/backlog.db", *urls]:
+            shown = re.sub(r"://[^@/]*@", "://***@", url).replace(tmp, "/tmp/x")
+            lines += [f"`python -m benchmarks.backlog drain --url {shown} {' '.join(backlog)}`"]
+            lines += ["", _plain(_python("benchmarks.backlog", "drain", "--url", url, *backlog))]
+            lines += [""]
+    lines += [f"`python -m benchmarks.backlog retained {' '.join(retained)}`", ""]
+    lines += [_plain(_python("benchmarks.backlog", "retained", *retained))]
+    return lines
 
 
 def _versions() -> list[str]:
