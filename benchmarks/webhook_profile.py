@@ -76,8 +76,9 @@ async def main() -> None:
     console = Console()
     with target() as url:
 
-        def ours() -> Awaitable[float]:
-            return dispatcher_rate("memory://", url, n, args.concurrency, workdir)
+        async def ours() -> float:
+            rate, _ = await dispatcher_rate("memory://", url, n, args.concurrency, workdir)
+            return rate
 
         def bare() -> Awaitable[float]:
             return aiohttp_rate(url, n, args.concurrency)

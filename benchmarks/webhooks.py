@@ -12,6 +12,10 @@ Receiver: `concurrency` aiohttp clients post deliveries signed beforehand (disti
 the Receiver app served by uvicorn in its own process, which verifies, deduplicates and
 publishes to the broker before answering; next to a bare starlette app answering 204 under
 the same uvicorn. Requests/s and the p50/p99 latency of each.
+
+CPU per delivery (this process's, for the dispatcher and the bare loop; the uvicorn
+process's, for the servers) says what bounds one process: a process busy near 100% of a
+core is bound by its own CPU, and more processes help only where there are idle cores.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ BODY = (
 
 async def dispatcher_rate(
     broker_url: str, endpoint_url: str, messages: int, concurrency: int, workdir: Path
-) -> float:
+) -> tuple[float, float]:
+    """Signed deliveries/s, and this process's CPU seconds per delivery meanwhile."""
     db = f"sqlite:///{workdir / f'hooks-{uuid.uuid4().hex[:6]}.db'}"
     engine = engine_for(db, wal=True)  # one engine for both, as `mqkit webhook dispatch` does
     registry, log = EndpointRegistry(engine=engine), AttemptLog(engine=engine)
@@ -76,18 +81,31 @@ async def dispatcher_rate(
         )
         stop = asyncio.Event()
         async with dispatcher:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             task = asyncio.create_task(dispatcher.run(stop))
             # Polling costs at most 10 ms on runs of several seconds.
             while dispatcher.stats.delivered < messages:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
             stop.set()
             await task
         assert dispatcher.stats.failed_attempts == 0, dispatcher.stats
     await log.close()
     await engine.dispose()
-    return messages / elapsed
+    return messages / elapsed, cpu / messages
+
+
+async def bare_rate(endpoint_url: str, messages: int, concurrency: int) -> tuple[float, float]:
+    """The bare aiohttp loop's requests/s, and its CPU seconds per request."""
+    cpu = time.process_time()
+    rate = await aiohttp_rate(endpoint_url, messages, concurrency)
+    return rate, (time.process_time() - cpu) / messages
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- receiver ----------------------------------------------------------------------------------
@@ -128,7 +146,9 @@ app = Starlette(routes=[Route("/{source}", accept, methods=["POST"])])
 
 
 @contextlib.contextmanager
-def uvicorn_app(module: str, workdir: Path, env: dict[str, str]) -> Iterator[str]:
+def uvicorn_app(
+    module: str, workdir: Path, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", f"{module}:app", "--port", str(port),
@@ -138,7 +158,7 @@ def uvicorn_app(module: str, workdir: Path, env: dict[str, str]) -> Iterator[str
     )  # fmt: skip
     try:
         wait_for(port, proc, module)
-        yield f"http://127.0.0.1:{port}/acme"
+        yield f"http://127.0.0.1:{port}/acme", proc
     finally:
         proc.terminate()
         proc.wait(10)
@@ -180,39 +200,52 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mqkit-bench-hooks-"))
     brokers = args.broker or ["memory://", f"sqlite:///{workdir / 'broker.db'}"]
 
-    table = Table("dispatcher broker", "signed deliveries/s", "bare aiohttp loop req/s", "ratio")
+    table = Table(
+        "dispatcher broker",
+        "signed deliveries/s",
+        "bare aiohttp loop req/s",
+        "ratio",
+        "CPU us each (dispatcher / bare)",
+    )
     with target() as endpoint_url:
         for broker_url in brokers:
-            ours, bare = [], []
+            ours: list[tuple[float, float]] = []
+            bare: list[tuple[float, float]] = []
             for _ in range(args.repeat):  # alternate, so drift hits both the same
-                bare.append(await aiohttp_rate(endpoint_url, args.messages, args.concurrency))
+                bare.append(await bare_rate(endpoint_url, args.messages, args.concurrency))
                 ours.append(
                     await dispatcher_rate(
                         broker_url, endpoint_url, args.messages, args.concurrency, workdir
                     )
                 )
-            o, b = statistics.median(ours), statistics.median(bare)
+            o, b = statistics.median(r for r, _ in ours), statistics.median(r for r, _ in bare)
+            oc = statistics.median(c for _, c in ours) * 1e6
+            bc = statistics.median(c for _, c in bare) * 1e6
             name = broker_url.split("://")[0]
             console.print(
-                f"{name}: dispatcher {[round(x) for x in ours]}, bare {[round(x) for x in bare]}"
+                f"{name}: dispatcher {[round(r) for r, _ in ours]}, "
+                f"bare {[round(r) for r, _ in bare]}"
             )
-            table.add_row(name, f"{o:,.0f}", f"{b:,.0f}", f"{o / b:.2f}x")
+            table.add_row(name, f"{o:,.0f}", f"{b:,.0f}", f"{o / b:.2f}x", f"{oc:.0f} / {bc:.0f}")
     console.print(table)
 
     secret = Secret.generate()
     (workdir / "bench_receiver.py").write_text(RECEIVER_APP)
     (workdir / "bench_bare.py").write_text(BARE_APP)
-    rtable = Table("endpoint", "req/s", "p50 ms", "p99 ms")
+    rtable = Table("endpoint", "req/s", "p50 ms", "p99 ms", "server CPU us each")
     env = {"BENCH_SECRET": secret.text, "BENCH_BROKER": f"sqlite:///{workdir / 'received.db'}"}
-    results: dict[str, list[tuple[float, float, float]]] = {"bare": [], "receiver": []}
+    results: dict[str, list[tuple[float, float, float, float]]] = {"bare": [], "receiver": []}
     for _ in range(args.repeat):
         for name, module in (("bare", "bench_bare"), ("receiver", "bench_receiver")):
             requests = [
                 (BODY, sign([secret], f"msg_{uuid.uuid4().hex}", BODY))
                 for _ in range(args.requests)
             ]
-            with uvicorn_app(module, workdir, env) as url:
-                results[name].append(await post_all(url, requests, args.concurrency))
+            with uvicorn_app(module, workdir, env) as (url, server):
+                cpu = cpu_seconds(server.pid)
+                rate, p50, p99 = await post_all(url, requests, args.concurrency)
+                each = (cpu_seconds(server.pid) - cpu) / len(requests)
+                results[name].append((rate, p50, p99, each))
     for name, label in (
         ("bare", "bare starlette 204 (uvicorn)"),
         ("receiver", "mqkit Receiver -> sqlite broker (uvicorn)"),
@@ -223,12 +256,17 @@ async def main() -> None:
             f"{statistics.median(r[0] for r in runs):,.0f}",
             f"{statistics.median(r[1] for r in runs):.1f}",
             f"{statistics.median(r[2] for r in runs):.1f}",
+            f"{statistics.median(r[3] for r in runs) * 1e6:.0f}",
         )
     console.print(rtable)
     ratio = statistics.median(r[0] for r in results["receiver"]) / statistics.median(
         r[0] for r in results["bare"]
     )
     console.print(f"receiver / bare: {ratio:.2f}x")
+    for name in ("bare", "receiver"):  # what bounds one process: its own CPU, or not
+        runs = results[name]
+        busy = statistics.median(r[0] * r[3] for r in runs)
+        console.print(f"{name} server process busy {busy:.0%} of one core while posted to")
 
 
 if __name__ == "__main__":
