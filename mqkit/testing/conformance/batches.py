@@ -36,7 +36,7 @@ async def _nothing_left(broker: mqkit.Broker, topic: str, group: str) -> None:
         assert await nothing_arrives(again, 1.0)
 
 
-# 14. Bulk settlement --------------------------------------------------------------------------
+# 18. Bulk settlement --------------------------------------------------------------------------
 
 
 async def test_ack_all_settles_every_delivery(broker: mqkit.Broker, topic: str) -> None:
@@ -74,7 +74,7 @@ async def test_ack_all_leaves_the_rest_unsettled(broker: mqkit.Broker, topic: st
         assert {d.message.id for d in held[:5]}.isdisjoint(back)
 
 
-# 15. Batch handlers ---------------------------------------------------------------------------
+# 19. Batch handlers ---------------------------------------------------------------------------
 
 
 async def test_batch_handler_gets_lists_and_acks_them(broker: mqkit.Broker, topic: str) -> None:
