@@ -104,6 +104,13 @@ async def consume_acked(url: str, topic: str, n: int, prefetch: int) -> float:
         return rate
 
 
+async def _backlog(broker: mqkit.Broker, topic: str, n: int, batch: int) -> None:
+    """`n` messages waiting on `topic`, published in batches of `batch`."""
+    for first in range(0, n, batch):
+        size = min(batch, n - first)
+        await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+
+
 async def consume_batches(url: str, n: int, batch: int) -> float:
     """subscribe(), read as batches of `batch` (what a batch subscriber reads) and each acked
     with one `mqkit.ack_all`: the subscription's own cost, under the batch subscriber's."""
@@ -112,9 +119,7 @@ async def consume_batches(url: str, n: int, batch: int) -> float:
     topic = _topic("bulk")
     async with mqkit.connect(url) as broker:
         await (await broker.subscribe(topic, group="bench")).close()
-        for first in range(0, n, batch):
-            size = min(batch, n - first)
-            await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+        await _backlog(broker, topic, n, batch)
         sub = await broker.subscribe(topic, group="bench", prefetch=2 * batch)
         batches = Batches(sub, batch, 0.05)
         start = time.perf_counter()
@@ -137,9 +142,7 @@ async def worker(
     topic = _topic("worker")
     async with mqkit.connect(url) as broker:
         await (await broker.subscribe(topic, group="bench-worker")).close()  # the group waits
-        for first in range(0, n, batch):
-            size = min(batch, n - first)
-            await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+        await _backlog(broker, topic, n, batch)
         app = mqkit.App(broker=broker, shutdown_timeout=5)
         done = asyncio.Event()
         seen = 0
@@ -164,9 +167,7 @@ async def worker_batches(url: str, n: int, batch: int, concurrency: int) -> floa
     topic = _topic("batches")
     async with mqkit.connect(url) as broker:
         await (await broker.subscribe(topic, group="bench-batches")).close()
-        for first in range(0, n, batch):
-            size = min(batch, n - first)
-            await broker.publish_batch([mqkit.Message.create(topic, BODY) for _ in range(size)])
+        await _backlog(broker, topic, n, batch)
         app = mqkit.App(broker=broker, shutdown_timeout=5)
         done = asyncio.Event()
         seen = 0

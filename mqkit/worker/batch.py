@@ -39,7 +39,7 @@ from mqkit.telemetry import metering, tracing
 from mqkit.wire import REPLAY_GROUP
 from mqkit.worker.middleware.retry import settle_failed
 from mqkit.worker.middleware.stats import count
-from mqkit.worker.pool import Pool
+from mqkit.worker.pool import Pool, subscriber_problem
 from mqkit.worker.subscriber import SubscriberSpec
 
 log = logging.getLogger("mqkit")
@@ -185,11 +185,7 @@ class BatchConsumer:
 
     def problem(self) -> str | None:
         """Why this subscriber takes no messages now, or None while it does."""
-        if self._pool is None:
-            return f"the subscriber {self.spec.name} has not started"
-        if not self._pool.reading:
-            return f"the subscription of {self.spec.name} has ended"
-        return None
+        return subscriber_problem(self._pool, self.spec.name)
 
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let the batches being handled finish within `deadline_s`, hand

@@ -21,7 +21,7 @@ from mqkit.retry import RetryPolicy
 from mqkit.telemetry import metering, tracing
 from mqkit.worker.fetch_gate import Limits, SharedLimits, fetch_gate
 from mqkit.worker.middleware import counting, keyed_limit, replay_filter, retry_and_dead_letter
-from mqkit.worker.pool import Pool
+from mqkit.worker.pool import Pool, subscriber_problem
 from mqkit.worker.slots import Slots
 from mqkit.worker.subscriber import SubscriberSpec
 
@@ -116,11 +116,7 @@ class Consumer:
 
     def problem(self) -> str | None:
         """Why this subscriber takes no messages now, or None while it does."""
-        if self._pool is None:
-            return f"the subscriber {self.spec.name} has not started"
-        if not self._pool.reading:
-            return f"the subscription of {self.spec.name} has ended"
-        return None
+        return subscriber_problem(self._pool, self.spec.name)
 
     async def stop(self, deadline_s: float) -> None:
         """Stop fetching, let in-flight handlers finish within `deadline_s`, hand back the rest."""

@@ -124,3 +124,13 @@ class Pool(Generic[T]):
             if not worker.cancelled() and worker.exception() is not None:
                 log.error("mqkit: reading a subscription failed", exc_info=worker.exception())
         await self.subscription.close()
+
+
+def subscriber_problem(pool: Pool[Any] | None, name: str) -> str | None:
+    """Why the subscriber `name` reading through `pool` takes no messages now, or None while
+    it does: what a consumer tells the App's readiness."""
+    if pool is None:
+        return f"the subscriber {name} has not started"
+    if not pool.reading:
+        return f"the subscription of {name} has ended"
+    return None
