@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mqkit.capabilities import Capabilities
     from mqkit.errors import (
         BrokerUnavailableError,
+        CapabilityError,
         ClosedError,
         ConfigurationError,
         DecodeError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         PublishTimeoutError,
         RateLimitedError,
         SsrfError,
+        TransactionError,
         UnknownSchemeError,
         WebhookVerificationError,
     )
@@ -54,6 +56,7 @@ _HOMES = {
     **dict.fromkeys(
         [
             "BrokerUnavailableError",
+            "CapabilityError",
             "ClosedError",
             "ConfigurationError",
             "DecodeError",
@@ -65,6 +68,7 @@ _HOMES = {
             "PublishTimeoutError",
             "RateLimitedError",
             "SsrfError",
+            "TransactionError",
             "UnknownSchemeError",
             "WebhookVerificationError",
         ],
@@ -109,6 +113,7 @@ __all__ = [
     "Broker",
     "BrokerUnavailableError",
     "Capabilities",
+    "CapabilityError",
     "ClosedError",
     "ConfigurationError",
     "Context",
@@ -128,6 +133,7 @@ __all__ = [
     "RetryPolicy",
     "SsrfError",
     "Subscription",
+    "TransactionError",
     "UnknownSchemeError",
     "WebhookVerificationError",
     "__version__",

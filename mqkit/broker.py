@@ -1,9 +1,11 @@
 """The broker interface every backend implements.
 
 A `Broker` publishes and subscribes. A `Subscription` is an async iterator of `Delivery`
-objects; each delivery is settled exactly once by `ack`, `nack` (redeliver, optionally later)
-or `reject` (to the dead-letter queue with a reason). Backends subclass these three and
-implement the underscored methods; the public methods add the checks every backend shares.
+objects (mqkit.delivery); each delivery is settled exactly once by `ack`, `nack` (redeliver,
+optionally later) or `reject` (to the dead-letter queue with a reason). Backends subclass
+these three and implement the underscored methods; the public methods add the checks every
+backend shares. Transactions (mqkit.transactions) are for backends that claim
+`native_transactions`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Self, TypeVar, cast
 
+from mqkit import transactions
 from mqkit.capabilities import Capabilities
+from mqkit.delivery import Delivery as Delivery
+from mqkit.delivery import ack_all as ack_all
 from mqkit.errors import (
     BrokerUnavailableError,
+    CapabilityError,
     ClosedError,
     ConfigurationError,
     InvalidTopicError,
@@ -29,6 +35,7 @@ from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.options import COMMON, MAX_MESSAGE_BYTES, PUBLISH_TIMEOUT, Option, read_options
 from mqkit.telemetry import metering, tracing
+from mqkit.transactions import Transaction
 from mqkit.urls import mask, query_options
 
 # Their home is mqkit.wire; kept importable from here, where they were first.
@@ -187,7 +194,7 @@ class Broker(ABC):
         tracer = tracing.tracer()
         meters = metering.instruments()
         if tracer is None and meters is None:
-            await self._send(messages, delay or None)
+            await self._out(messages, delay or None)
             return messages
         with contextlib.ExitStack() as observing:
             if meters is not None:
@@ -198,8 +205,26 @@ class Broker(ABC):
                 messages = observing.enter_context(
                     spans.sending(tracer, self.SYSTEM, messages, created=created)
                 )
-            await self._send(messages, delay or None)
+            await self._out(messages, delay or None)
         return messages
+
+    def _out(self, messages: Sequence[Message], delay: float | None) -> Awaitable[None]:
+        """Out to the broker, or into the transaction open here (mqkit.transactions)."""
+        transaction = transactions.open_for(self)
+        if transaction is None:
+            return self._send(messages, delay)
+        return transaction.send(messages, delay)
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """`async with broker.transaction():` everything published through this broker in
+        the block is visible together when it ends, or never if it raises. A publish in the
+        block returns once the transaction holds the message. Backends without
+        `native_transactions` raise CapabilityError."""
+        if not self.capabilities.native_transactions:
+            raise CapabilityError(self.SYSTEM, "native_transactions", "broker.transaction()")
+        if self._closed:
+            raise ClosedError(f"cannot begin a transaction: broker {self.safe_url} is closed")
+        return transactions.running(self, self._begin_transaction)
 
     async def dead_letter(self, messages: Sequence[Message]) -> None:
         """Publish to dead-letter topics. Backends that keep only what a group's queue holds
@@ -270,91 +295,11 @@ class Broker(ABC):
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription: ...
 
+    async def _begin_transaction(self) -> Transaction:
+        raise NotImplementedError  # backends that claim native_transactions implement it
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.safe_url}>"
-
-
-class Delivery(ABC):
-    """One delivered message, to be settled exactly once. Settling twice is a no-op."""
-
-    def __init__(self, message: Message, group: str | None, broker: Broker) -> None:
-        self.message = message
-        self.group = group
-        self._broker = broker
-        self._settled = False
-
-    @property
-    def settled(self) -> bool:
-        return self._settled
-
-    async def ack(self) -> None:
-        """Done with the message: it will not be delivered to this group again."""
-        if self._mark_settled():
-            await self._ack()
-
-    async def nack(self, delay: float | None = None) -> None:
-        """Deliver the message again, after `delay` seconds, without blocking other messages."""
-        if self._mark_settled():
-            await self._nack(max(0.0, delay or 0.0))
-
-    async def reject(self, reason: str | BaseException) -> None:
-        """Give up on the message: publish it to `<topic>.dlq` with the reason (see
-        dead_letter_copy), then ack it."""
-        if not self._mark_settled():
-            return
-        copy = dead_letter_copy(
-            self.message, reason, group=self.group, first_failed_at=self.first_failed_at()
-        )
-        await self._broker.dead_letter([copy])
-        await self._ack()
-
-    def first_failed_at(self) -> str:
-        """When this message first failed (epoch seconds, as text): carried through nacks in
-        the header `mqkit-first-failed-at`, so the DLQ can tell how long it kept failing."""
-        return self.message.headers.get(FIRST_FAILED_AT) or f"{time.time():.3f}"
-
-    def failed_copy(self) -> Message:
-        """The message as a nack re-publishes it (backends that redeliver a copy)."""
-        if FIRST_FAILED_AT in self.message.headers:
-            return self.message
-        headers = {**self.message.headers, FIRST_FAILED_AT: self.first_failed_at()}
-        return self.message.with_changes(headers=headers)
-
-    def _mark_settled(self) -> bool:
-        if self._settled:
-            return False
-        self._settled = True
-        return True
-
-    @abstractmethod
-    async def _ack(self) -> None: ...
-
-    @classmethod
-    async def _ack_many(cls, deliveries: Sequence[Self]) -> None:
-        """Ack unsettled deliveries of this kind together (see ack_all). Backends whose broker
-        takes many acks in one request override this; the default acks them one by one."""
-        for delivery in deliveries:
-            await delivery._ack()
-
-    @abstractmethod
-    async def _nack(self, delay: float) -> None: ...
-
-    def __repr__(self) -> str:
-        m = self.message
-        return f"<Delivery {m.topic} id={m.id} attempt={m.attempt} group={self.group}>"
-
-
-async def ack_all(deliveries: Sequence[Delivery]) -> None:
-    """Ack many deliveries at once, in as few requests as their backend allows: one XACK on
-    Redis, one transaction on SQLite, one multiple-ack on RabbitMQ for the run of delivery
-    tags nothing else holds (see each adapter), and on Kafka one offset commit as always.
-    Settled deliveries are skipped, as `ack` skips them."""
-    by_kind: dict[type[Delivery], list[Delivery]] = {}
-    for delivery in deliveries:
-        if delivery._mark_settled():
-            by_kind.setdefault(type(delivery), []).append(delivery)
-    for kind, unsettled in by_kind.items():
-        await kind._ack_many(unsettled)
 
 
 class Subscription(ABC):

@@ -78,3 +78,17 @@ class WebhookVerificationError(MqkitError):
 
 class SsrfError(MqkitError):
     """The endpoint's address is one the guard refuses; the message says which and why."""
+
+
+class CapabilityError(ConfigurationError):
+    """Asked a backend for something it does not claim; the message names the capability
+    flag (see mqkit.capabilities), so nothing is emulated behind the user's back."""
+
+    def __init__(self, system: str, flag: str, what: str) -> None:
+        super().__init__(f"{what} needs {flag}, which {system} does not claim")
+        self.flag = flag
+
+
+class TransactionError(MqkitError):
+    """A transaction could not commit and was aborted: nothing of it is visible. The message
+    says why (another producer took over its transactional id, for one)."""

@@ -45,6 +45,13 @@ class Context:
     # When the handler's turn began (on the loop's clock), after any keyed rate-limit wait.
     started: float = field(default_factory=time.monotonic)
 
+    async def publish(self, topic: str, payload: Any = b"", **options: Any) -> Message:
+        """Publish as part of handling this message (Delivery.publish): on an exactly-once
+        subscriber, in one transaction with the input's ack; elsewhere at once."""
+        if self.delivery is None:
+            raise RuntimeError("ctx.publish needs the worker's delivery: publish via a broker")
+        return await self.delivery.publish(topic, payload, **options)
+
 
 CallNext = Callable[[Context], Awaitable[None]]
 Middleware = Callable[[Context, CallNext], Awaitable[None]]

@@ -289,3 +289,21 @@ async def test_app_with_url_owns_its_broker(tmp_path: object) -> None:
         await until(lambda: got == [b"hi"])
     with pytest.raises(RuntimeError, match="not running"):
         _ = app.broker
+
+
+async def test_ctx_publish_sends_through_the_deliverys_broker(broker: mqkit.Broker) -> None:
+    """Not exactly-once (memory claims no transactions): out at once, as broker.publish."""
+    app = mqkit.App(broker=broker)
+
+    @app.subscriber("in", group="copier")
+    async def copy(ctx: Context, body: str) -> None:
+        await ctx.publish("out", body.upper(), key=ctx.message.key)
+
+    out = await broker.subscribe("out", group="check")
+    async with app.running():
+        await broker.publish("in", "hello", key="k1")
+        (copied,) = await receive(out, 1)
+    assert (copied.message.body, copied.message.key) == (b"HELLO", "k1")
+    await out.close()
+    with pytest.raises(RuntimeError, match="delivery"):
+        await Context(copied.message, "in", "copier").publish("out", b"x")

@@ -10,6 +10,8 @@
   one (private subscriptions), so `replay` is Kafka's retention.
 - A publish while Kafka is down raises PublishTimeoutError after `?publish_timeout=10s`
   instead of waiting for metadata forever.
+- Transactions: `broker.transaction()` (transactions.py), on a transactional producer with
+  `?transactional_id=` and `?transaction_timeout=`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import math
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,10 +45,12 @@ from mqkit.errors import BrokerUnavailableError, ConfigurationError
 from mqkit.lag import Lag
 from mqkit.message import Message
 from mqkit.shutdown import abandon, finish_within
+from mqkit.transactions import Transaction
 from mqkit_kafka.batches import produce
 from mqkit_kafka.lag import group_lag
 from mqkit_kafka.records import to_record
 from mqkit_kafka.subscription import KafkaSubscription
+from mqkit_kafka.transactions import PublishTransactions
 
 log = logging.getLogger("mqkit.kafka")
 
@@ -71,6 +76,18 @@ DEFAULT_REPLICATION = 3
 MAX_INLINE_DELAY = options.duration(
     "max_inline_delay", "60s", "longer nack delays go through the group's retry topic"
 )
+TRANSACTIONAL_ID = options.text(
+    "transactional_id",
+    "",
+    "the producer of broker.transaction(): stable across restarts, unique among processes"
+    " (default: one made for each broker object)",
+)
+TRANSACTION_TIMEOUT = options.duration(
+    "transaction_timeout",
+    "60s",
+    "how long Kafka lets a transaction stay open before aborting it (a killed producer's)",
+    positive=True,
+)
 
 
 def majority(replicas: int) -> int:
@@ -88,11 +105,20 @@ class KafkaBroker(Broker):
         ordered_by_key=True,
         delayed_delivery=True,
         replay=True,
+        native_transactions=True,
         selective_ack=False,  # one committed offset per partition
         lag=True,  # in flight is not told apart, and ages are not read: see lag.py
     )
 
-    OPTIONS = (*Broker.OPTIONS, PARTITIONS, REPLICATION, MIN_INSYNC, MAX_INLINE_DELAY)
+    OPTIONS = (
+        *Broker.OPTIONS,
+        PARTITIONS,
+        REPLICATION,
+        MIN_INSYNC,
+        MAX_INLINE_DELAY,
+        TRANSACTIONAL_ID,
+        TRANSACTION_TIMEOUT,
+    )
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -111,6 +137,10 @@ class KafkaBroker(Broker):
         self._offsets_lock = asyncio.Lock()
         self._topics: set[str] = set()
         self._renewal: asyncio.Task[None] | None = None
+        self.transaction_timeout = self.option(TRANSACTION_TIMEOUT)
+        self._transactions = PublishTransactions(
+            self, self.option(TRANSACTIONAL_ID) or f"mqkit-{uuid.uuid4()}"
+        )
 
     def consumer_config(self) -> dict[str, Any]:
         fetch = max(1024 * 1024, self.max_message_bytes + OVERHEAD)
@@ -128,8 +158,15 @@ class KafkaBroker(Broker):
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _new_producer(self) -> AIOKafkaProducer:
+    def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
+        transactional = {}
+        if transactional_id is not None:
+            transactional = {
+                "transactional_id": transactional_id,
+                "transaction_timeout_ms": int(self.transaction_timeout * 1000),
+            }
         return AIOKafkaProducer(
+            **transactional,
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,
             acks="all",
@@ -141,6 +178,10 @@ class KafkaBroker(Broker):
             request_timeout_ms=int(self.publish_timeout * 1000),
             retry_backoff_ms=100,
         )
+
+    def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer:
+        """A producer for transactions (not started): see transactions.py."""
+        return self._new_producer(transactional_id)
 
     async def _start(self) -> None:
         self._producer = self._new_producer()
@@ -199,6 +240,7 @@ class KafkaBroker(Broker):
         if self._renewal is not None:
             abandon(self._renewal)
         await asyncio.gather(*(s.close() for s in list(self.subscriptions)))
+        await self._transactions.close()
         await self._stop_clients()
 
     async def _stop_clients(self) -> None:
@@ -307,3 +349,8 @@ class KafkaBroker(Broker):
         subscription = await KafkaSubscription(self, self, topic, group, prefetch).start(start)
         self.subscriptions.add(subscription)
         return subscription
+
+    # -- transactions ------------------------------------------------------------------------
+
+    async def _begin_transaction(self) -> Transaction:
+        return self._transactions.begin()

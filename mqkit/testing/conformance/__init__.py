@@ -23,10 +23,17 @@ import pytest
 
 # Before the cases are imported: a failing case then shows its values, as in any test file.
 pytest.register_assert_rewrite(
-    *(f"{__name__}.{m}" for m in ("pubsub", "delivery", "dlq", "lag", "batches"))
+    *(f"{__name__}.{m}" for m in ("pubsub", "delivery", "dlq", "lag", "batches", "transactions"))
 )
 
-from mqkit.testing.conformance import batches, delivery, dlq, lag, pubsub  # noqa: E402
+from mqkit.testing.conformance import (  # noqa: E402
+    batches,
+    delivery,
+    dlq,
+    lag,
+    pubsub,
+    transactions,
+)
 from mqkit.testing.conformance.fixtures import (  # noqa: E402
     MakeUrl,
     broker,
@@ -38,7 +45,7 @@ from mqkit.testing.conformance.fixtures import (  # noqa: E402
 
 _CASES = {
     name: getattr(module, name)
-    for module in (pubsub, delivery, dlq, lag, batches)
+    for module in (pubsub, delivery, dlq, lag, batches, transactions)
     for name in dir(module)
     if name.startswith("test_")
 }
