@@ -240,6 +240,7 @@ class Broker(ABC):
         group: str | None = None,
         start: Start | None = None,
         prefetch: int = 100,
+        exactly_once: bool = False,
     ) -> Subscription:
         """Start receiving `topic`.
 
@@ -247,6 +248,11 @@ class Broker(ABC):
         Without a group the subscription is private and ends with it. `start` decides where a
         new group begins: "earliest" (what is retained) or "latest" (only what comes next);
         named groups default to "earliest", private ones to "latest".
+
+        `exactly_once` (backends with `native_transactions`, named groups): what is
+        published through a delivery (`delivery.publish`, `ctx.publish` in a handler) and
+        the commit of its ack are one transaction, so `read_committed` readers see each
+        input's output once (see mqkit.transactions).
         """
         if self._closed:
             raise ClosedError(f"cannot subscribe: broker {self.safe_url} is closed")
@@ -255,6 +261,12 @@ class Broker(ABC):
             raise ValueError("prefetch must be >= 1")
         if start is None:
             start = "earliest" if group is not None else "latest"
+        if exactly_once:
+            if not self.capabilities.native_transactions:
+                raise CapabilityError(self.SYSTEM, "native_transactions", "exactly_once=True")
+            if group is None:
+                raise ConfigurationError("exactly_once=True needs a named group")
+            return await self._subscribe_exactly_once(topic, group, start, prefetch)
         return await self._subscribe(topic, group, start, prefetch)
 
     def validate_subscription_topic(self, topic: str) -> None:
@@ -296,6 +308,11 @@ class Broker(ABC):
     ) -> Subscription: ...
 
     async def _begin_transaction(self) -> Transaction:
+        raise NotImplementedError  # backends that claim native_transactions implement it
+
+    async def _subscribe_exactly_once(
+        self, topic: str, group: str, start: Start, prefetch: int
+    ) -> Subscription:
         raise NotImplementedError  # backends that claim native_transactions implement it
 
     def __repr__(self) -> str:

@@ -98,6 +98,7 @@ class App:
         adaptive: AdaptiveConcurrency | None = None,
         batch: int | None = None,
         batch_timeout: float = 0.05,
+        exactly_once: bool = False,
     ) -> Callable[[H], H]:
         """Register an async handler for `topic` in consumer `group` (default: the handler's
         qualified name), running at most `concurrency` messages at once.
@@ -116,7 +117,13 @@ class App:
         to 500 messages, waiting at most `batch_timeout` seconds after the first for the
         rest, and acks each list in one request where the broker allows: see
         mqkit.worker.batch for what becomes of undecodable bodies and failures
-        (`mqkit.BatchFailed` retries only some). `concurrency` is then batches at once."""
+        (`mqkit.BatchFailed` retries only some). `concurrency` is then batches at once.
+
+        `exactly_once=True` (Kafka; a broker without `native_transactions` raises
+        CapabilityError when the App starts): what the handler publishes with
+        `ctx.publish(...)`, and the commit of the message's offset, are one Kafka
+        transaction. A handler that raises publishes nothing and the message comes again,
+        as the retry policy says; a dead letter is part of the transaction too."""
         make_spec = declare(
             topic,
             shares_limits=self.limits_url is not None,
@@ -133,6 +140,7 @@ class App:
             adaptive=adaptive,
             batch=batch,
             batch_timeout=batch_timeout,
+            exactly_once=exactly_once,
         )
 
         def register(handler: H) -> H:

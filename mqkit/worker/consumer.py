@@ -82,7 +82,10 @@ class Consumer:
         self._limits = Limits(self.spec.limit, self._shared_limits)
         self._call = self._chain(self._limits, broker.SYSTEM)
         subscription = await broker.subscribe(
-            self.spec.topic, group=self.spec.group, prefetch=self.spec.prefetch
+            self.spec.topic,
+            group=self.spec.group,
+            prefetch=self.spec.prefetch,
+            exactly_once=self.spec.exactly_once,
         )
         un_keyed = self._limits.limiter if self.spec.rate_by is None else None
         admit = fetch_gate(self._slots.acquire, un_keyed, self._waited(broker.SYSTEM))

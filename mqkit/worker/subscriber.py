@@ -32,6 +32,8 @@ class SubscriberSpec:
     # With `batch`, the handler takes lists of up to this many (see mqkit.worker.batch).
     batch: int | None = None
     batch_timeout: float = 0.05
+    # What the handler publishes through its context commits with the offset (Kafka).
+    exactly_once: bool = False
     stats: Stats = field(default_factory=Stats)
 
     @property
@@ -56,12 +58,17 @@ def declare(
     adaptive: AdaptiveConcurrency | None,
     batch: int | None = None,
     batch_timeout: float = 0.05,
+    exactly_once: bool = False,
 ) -> Callable[[Handler], SubscriberSpec]:
     """Check `App.subscriber`'s arguments now, before the handler is known; what makes the
     spec once it is. `shares_limits`: the App has a limits_url for `rate_key=`."""
     validate_topic(topic)
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
+    if batch is not None and exactly_once:
+        # A batch is settled by its own policy (mqkit.worker.batch), not one message's
+        # transaction: neither would keep the other's promise.
+        raise ValueError("exactly_once=True handles one message at a time: it cannot take batch=")
     if batch is not None:
         _check_batch(
             batch,
@@ -113,6 +120,7 @@ def declare(
             adaptive=adaptive,
             batch=batch,
             batch_timeout=batch_timeout,
+            exactly_once=exactly_once,
         )
 
     return spec

@@ -307,3 +307,9 @@ async def test_ctx_publish_sends_through_the_deliverys_broker(broker: mqkit.Brok
     await out.close()
     with pytest.raises(RuntimeError, match="delivery"):
         await Context(copied.message, "in", "copier").publish("out", b"x")
+
+
+def test_exactly_once_cannot_take_a_batch() -> None:
+    app = mqkit.App("memory://")
+    with pytest.raises(ValueError, match="exactly_once=True handles one message at a time"):
+        app.subscriber("in", batch=10, exactly_once=True)

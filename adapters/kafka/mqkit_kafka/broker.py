@@ -11,7 +11,8 @@
 - A publish while Kafka is down raises PublishTimeoutError after `?publish_timeout=10s`
   instead of waiting for metadata forever.
 - Transactions: `broker.transaction()` (transactions.py), on a transactional producer with
-  `?transactional_id=` and `?transaction_timeout=`.
+  `?transactional_id=` and `?transaction_timeout=`; exactly-once subscriptions
+  (exactly_once.py) on a transactional producer per input partition.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from mqkit.shutdown import abandon, finish_within
 from mqkit.transactions import Transaction
 from mqkit_kafka.batches import produce
 from mqkit_kafka.lag import group_lag
-from mqkit_kafka.records import to_record
+from mqkit_kafka.records import retry_record, to_record
 from mqkit_kafka.subscription import KafkaSubscription
 from mqkit_kafka.transactions import PublishTransactions
 
@@ -336,10 +337,7 @@ class KafkaBroker(Broker):
 
     async def send_retry(self, retry_topic: str, message: Message, delay: float) -> None:
         """A copy for the group's retry topic, held by consumers until it is due."""
-        record = to_record(
-            message, attempt=message.attempt, not_before_ms=math.ceil((time.time() + delay) * 1000)
-        )
-        await self._deliver([(retry_topic, record)], "retry")
+        await self._deliver([(retry_topic, retry_record(message, delay))], "retry")
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -347,6 +345,14 @@ class KafkaBroker(Broker):
         self, topic: str, group: str | None, start: Start, prefetch: int
     ) -> Subscription:
         subscription = await KafkaSubscription(self, self, topic, group, prefetch).start(start)
+        self.subscriptions.add(subscription)
+        return subscription
+
+    async def _subscribe_exactly_once(
+        self, topic: str, group: str, start: Start, prefetch: int
+    ) -> Subscription:
+        subscription = KafkaSubscription(self, self, topic, group, prefetch, exactly_once=True)
+        await subscription.start(start)
         self.subscriptions.add(subscription)
         return subscription
 

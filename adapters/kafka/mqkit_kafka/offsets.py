@@ -16,10 +16,16 @@ class PartitionOffsets:
         self._order: deque[int] = deque()
         self._done: set[int] = set()
         self._after_last: int | None = None
+        self._last_fetched = -1
         self.committed: int | None = None
 
     def fetched(self, offset: int) -> None:
         self._order.append(offset)
+        self._last_fetched = offset
+
+    def is_new(self, offset: int) -> bool:
+        """Not fetched before (a seek can have a record fetched twice)."""
+        return offset > self._last_fetched
 
     def finished(self, offset: int) -> None:
         self._done.add(offset)

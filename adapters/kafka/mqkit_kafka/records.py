@@ -8,6 +8,8 @@ position, which stays the same on every redelivery.
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +35,12 @@ def to_record(
         "timestamp_ms": int(message.timestamp * 1000),
         "headers": headers,
     }
+
+
+def retry_record(message: Message, delay: float) -> dict[str, Any]:
+    """A copy for a group's retry topic, held by its consumers until `delay` has passed."""
+    not_before = math.ceil((time.time() + delay) * 1000)  # never due before its delay
+    return to_record(message, attempt=message.attempt, not_before_ms=not_before)
 
 
 def from_record(

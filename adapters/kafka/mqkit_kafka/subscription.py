@@ -12,6 +12,8 @@
   at the price of that key's order.
 - Records carrying `mqkit-not-before` (delayed publishes, retry copies) are held in memory
   until due without holding up anything else.
+- Exactly-once (`exactly_once=True`): each commit is a transaction per partition carrying
+  the outputs of the deliveries it commits (exactly_once.py, delivery.py).
 """
 
 from __future__ import annotations
@@ -32,35 +34,14 @@ from aiokafka.structs import OffsetAndMetadata
 from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
+from mqkit_kafka.delivery import KafkaDelivery
+from mqkit_kafka.exactly_once import PartitionTransactions, ProducerSource
 from mqkit_kafka.offsets import PartitionOffsets
-from mqkit_kafka.records import from_record
+from mqkit_kafka.records import from_record, retry_record
 
 log = logging.getLogger("mqkit.kafka")
 
 MAX_HELD = 10_000  # records held for a key or a time before fetching pauses
-
-
-class KafkaDelivery(Delivery):
-    def __init__(
-        self,
-        message: Message,
-        sub: KafkaSubscription,
-        tp: TopicPartition,
-        offset: int,
-        generation: int,
-    ) -> None:
-        super().__init__(message, sub.group, sub.broker)
-        self.sub = sub
-        self.tp = tp
-        self.offset = offset
-        self.generation = generation
-        self.due = 0.0  # Unix seconds before which it is not handed out
-
-    async def _ack(self) -> None:
-        self.sub.finished(self)
-
-    async def _nack(self, delay: float) -> None:
-        await self.sub.retry(self, delay)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -71,10 +52,12 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.sub.revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.sub.transactions is not None:  # fence the last owners before fetching
+            await self.sub.transactions.assigned(assigned)
         self.sub.assigned.set()
 
 
-class KafkaLink(Protocol):
+class KafkaLink(ProducerSource, Protocol):
     """What a subscription needs of the Kafka broker beyond the Broker interface (which its
     deliveries dead-letter through): said here, so this module never imports the broker's."""
 
@@ -92,9 +75,18 @@ class KafkaLink(Protocol):
 
 class KafkaSubscription(Subscription):
     def __init__(
-        self, broker: Broker, link: KafkaLink, topic: str, group: str | None, prefetch: int
+        self,
+        broker: Broker,
+        link: KafkaLink,
+        topic: str,
+        group: str | None,
+        prefetch: int,
+        *,
+        exactly_once: bool = False,
     ) -> None:
         self.broker = broker
+        self.exactly_once = exactly_once
+        self.transactions: PartitionTransactions | None = None
         self.link = link
         self.topic = topic
         self.group = group
@@ -132,6 +124,9 @@ class KafkaSubscription(Subscription):
         )
         await consumer.start()
         self._consumer = consumer
+        if self.exactly_once:
+            assert self.group is not None  # Broker.subscribe saw to it
+            self.transactions = PartitionTransactions(self.link, consumer, self.group)
         consumer.subscribe(topics, listener=_Rebalance(self))
         # Wait to be part of the group and fix the start positions, so that a message
         # published right after subscribe() returns is seen.
@@ -154,6 +149,10 @@ class KafkaSubscription(Subscription):
 
     # -- fetching ----------------------------------------------------------------------------
 
+    def _staged(self) -> int:
+        """Settled, with an output waiting for its transaction: still held in memory."""
+        return self.transactions.staged if self.transactions is not None else 0
+
     def _held(self) -> int:
         return len(self._timers) + sum(len(q) for q in self._key_queues.values())
 
@@ -161,7 +160,7 @@ class KafkaSubscription(Subscription):
         assert self._consumer is not None
         failures = 0
         while not self._closing:
-            room = self.prefetch - len(self._ready) - len(self._unsettled)
+            room = self.prefetch - len(self._ready) - len(self._unsettled) - self._staged()
             # Refill by half buffers, not per settled record: a worker yields to the loop
             # on every message, and fetching one record costs about what fetching 250 does.
             if room <= 0 or (self._ready and room < self.prefetch // 2):
@@ -185,8 +184,13 @@ class KafkaSubscription(Subscription):
                     self._admit(tp, record)
 
     def _admit(self, tp: TopicPartition, record: Any) -> None:
-        message, not_before = from_record(record, topic=self.topic, delivering=True)
         offsets = self._offsets.get(tp)
+        if self.transactions is not None and not (
+            self.transactions.admits(tp, record.offset)
+            and (offsets is None or offsets.is_new(record.offset))
+        ):
+            return  # fetched before the fence, or again after the seek it made
+        message, not_before = from_record(record, topic=self.topic, delivering=True)
         if offsets is None:
             offsets = self._offsets[tp] = PartitionOffsets()
         offsets.fetched(record.offset)
@@ -243,6 +247,8 @@ class KafkaSubscription(Subscription):
             return  # its partition was revoked meanwhile; the new owner handles it again
         offsets = self._offsets.get(delivery.tp)
         if offsets is not None:
+            if self.transactions is not None:
+                self.transactions.stage(delivery.tp, delivery.offset, delivery.output)
             offsets.finished(delivery.offset)
             self._to_commit.set()
         self._next_of_key(delivery)
@@ -263,7 +269,11 @@ class KafkaSubscription(Subscription):
         if delivery.generation != self._generation:
             return
         if delay > self.link.max_inline_delay and self.retry_topic is not None:
-            await self.link.send_retry(self.retry_topic, delivery.failed_copy(), delay)
+            if self.transactions is not None:  # the copy goes with the offset, exactly once
+                copy = retry_record(delivery.failed_copy(), delay)
+                delivery.replace_output([(self.retry_topic, copy)])
+            else:
+                await self.link.send_retry(self.retry_topic, delivery.failed_copy(), delay)
             self.finished(delivery)
             return
         again = KafkaDelivery(
@@ -301,6 +311,8 @@ class KafkaSubscription(Subscription):
                 offsets[tp] = OffsetAndMetadata(point, "")
         if not offsets:
             return True
+        if self.transactions is not None:
+            return await self._commit_transactions({tp: m.offset for tp, m in offsets.items()})
         try:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
@@ -315,8 +327,29 @@ class KafkaSubscription(Subscription):
                 committed.committed = meta.offset
         return True
 
+    async def _commit_transactions(self, points: dict[TopicPartition, int]) -> bool:
+        assert self.transactions is not None and self._consumer is not None
+        outcomes = await self.transactions.commit(points)
+        self._room.set()  # what it carried is no longer held
+        for tp, outcome in outcomes.items():
+            state = self._offsets.get(tp)
+            if outcome == "committed" and state is not None:
+                state.committed = points[tp]
+            elif outcome == "fenced":  # a zombie here: the partition's new owner has it
+                self._forget({tp})
+                self._consumer.pause(tp)
+        if "failed" in outcomes.values():
+            self._to_commit.set()
+            return False
+        return True
+
     async def revoked(self, revoked: set[TopicPartition]) -> None:
         await self.commit(only=revoked)
+        self._forget(revoked)
+        if self.transactions is not None:
+            await self.transactions.revoked(revoked)
+
+    def _forget(self, revoked: set[TopicPartition]) -> None:
         # Everything of these partitions not finished goes to their next owner.
         self._generation += 1
         for tp in revoked:
@@ -350,7 +383,11 @@ class KafkaSubscription(Subscription):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._consumer is not None:
-            await finish_within(self.commit(), 1.5, f"committing {self.topic}")
+            # A transaction takes a few round trips more than a commit.
+            within = 1.5 if self.transactions is None else 5.0
+            await finish_within(self.commit(), within, f"committing {self.topic}")
+            if self.transactions is not None:
+                await self.transactions.close()
             await finish_within(
                 self._consumer.stop(), 2.0, f"stopping the consumer of {self.topic}"
             )

@@ -1,7 +1,8 @@
 """Conformance cases, transactions: what `broker.transaction()` publishes is seen all at once
-when the block ends and never when it raises; other tasks publish as usual meanwhile; a
-backend that does not claim `native_transactions` refuses with CapabilityError instead of
-pretending.
+when the block ends and never when it raises; other tasks publish as usual meanwhile; an
+exactly-once subscriber's output is seen once per input, whatever its handler's failures
+(the dead letter included); a backend that does not claim `native_transactions` refuses
+with CapabilityError instead of pretending.
 
 The cases publish with one key so that one partition (or queue) orders everything: a marker
 published outside the transaction and received before the transaction's messages shows
@@ -10,13 +11,17 @@ they were held back, not merely slow."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 
 import pytest
 
 import mqkit
 from mqkit.testing.conformance.fixtures import require
-from mqkit.testing.waiting import nothing_arrives, receive
+from mqkit.testing.waiting import drain, nothing_arrives, receive, until
+from mqkit.wire import dlq_topic
+
+_FAST = mqkit.RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 async def _outside(broker: mqkit.Broker, topic: str, body: bytes) -> None:
@@ -97,3 +102,61 @@ async def test_transaction_refused_without_native_transactions(broker: mqkit.Bro
     with pytest.raises(mqkit.CapabilityError, match="native_transactions") as refused:
         broker.transaction()
     assert refused.value.flag == "native_transactions"
+
+
+async def test_exactly_once_output_is_seen_once_per_input(broker: mqkit.Broker, topic: str) -> None:
+    """Each handler publishes its copy and then fails its first attempt: the aborted copies
+    never show, the second attempt's do, once each and in each key's order; an input that
+    always fails shows only as its dead letter, once."""
+    require(broker, "native_transactions", "consumer_groups")
+    out = f"{topic}.out"
+    app = mqkit.App(broker=broker, retry=_FAST)
+    runs: collections.Counter[str] = collections.Counter()
+
+    @app.subscriber(topic, group="copier", concurrency=8, exactly_once=True)
+    async def copy(ctx: mqkit.Context, body: str) -> None:
+        runs[body] += 1
+        await ctx.publish(out, f"{body} try {ctx.message.attempt}", key=ctx.message.key)
+        if ctx.message.attempt == 1 or body == "m13":
+            raise RuntimeError(f"{body} failed")
+
+    async with (
+        await broker.subscribe(out, group="check") as copies,
+        await broker.subscribe(dlq_topic(topic), group="ops") as dead,
+    ):
+        await broker.publish_batch(
+            [mqkit.Message.create(topic, f"m{i}", key=f"k{i % 5}") for i in range(200)]
+        )
+        async with app.running():
+            await until(lambda: len(runs) == 200 and runs["m13"] == 3, timeout=60)
+            (dead_letter,) = await receive(dead, 1, timeout=30)
+            got = [d.message for d in await receive(copies, 199, timeout=30)]
+            assert await nothing_arrives(copies, 1.0)
+            assert await nothing_arrives(dead, 0.5)
+    assert dead_letter.message.body == b"m13"
+    bodies = [m.body.decode() for m in got]
+    assert sorted(bodies) == sorted(f"m{i} try 2" for i in range(200) if i != 13)
+    for key in {m.key for m in got}:
+        mine = [int(m.body.split()[0][1:]) for m in got if m.key == key]
+        assert mine == sorted(mine), key
+
+
+async def test_exactly_once_refused_without_native_transactions(
+    broker: mqkit.Broker, topic: str
+) -> None:
+    if broker.capabilities.native_transactions:
+        with pytest.raises(mqkit.ConfigurationError, match="named group"):
+            await broker.subscribe(topic, exactly_once=True)
+        return
+    with pytest.raises(mqkit.CapabilityError, match="native_transactions"):
+        await broker.subscribe(topic, group="g", exactly_once=True)
+    app = mqkit.App(broker=broker)
+
+    @app.subscriber(topic, group="g", exactly_once=True)
+    async def handle(body: bytes) -> None: ...
+
+    with pytest.raises(mqkit.CapabilityError, match="exactly_once"):
+        async with app.running():
+            pass
+    async with await broker.subscribe(topic, group="g") as sub:  # nothing was left behind
+        assert await drain(sub, idle=0.2) == []

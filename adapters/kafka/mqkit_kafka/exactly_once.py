@@ -1,0 +1,186 @@
+"""Exactly-once subscriptions: what the handlers of a partition's records publish, and the
+commit of that partition's offset, are one Kafka transaction.
+
+- One transactional producer per input partition, its transactional id made of the group,
+  topic and partition (`mqkit.<group>.<topic>.<partition>`). aiokafka's transactional offset
+  commit predates KIP-447 (it carries no consumer group generation), so this is how zombies
+  are fenced, as Kafka's design had it before that KIP: whoever is assigned the partition
+  starts its producer, which fences the previous owner's and waits until the transaction
+  that one left has ended, and only then reads the committed offset and seeks there (the
+  consumer's own read of it may have come before the fence, and been overtaken by the old
+  owner's last commit). Records of a partition are admitted only from that offset on
+  (`admits`): any fetched from an earlier position were the old owner's, output and all.
+- A delivery's output (its `publish`es, or a dead-letter or retry-topic copy) is staged
+  with its offset when it is settled. A partition's commit takes the outputs of every offset
+  below its commit point (offsets.py), in offset order, so the output keeps the input's order
+  and never runs ahead of the offset committed with it: a record handled out of order waits,
+  with its output, for the ones before it.
+- A transaction that fails (the broker away, a timeout) drops its producer. A new one fences
+  it and settles what it left, committed or aborted; the committed offset then tells which:
+  at or past the transaction's point, it committed and its outputs are done; else the same
+  outputs go again in the next transaction. Nothing is handled twice for it.
+- Fenced (another member has the partition): the partition is dropped here; its records
+  come back to whoever owns it, from the offset last committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Literal, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.structs import OffsetAndMetadata
+
+from mqkit_kafka.batches import Record, produce
+from mqkit_kafka.transactions import start_transactional, stop_quietly
+
+log = logging.getLogger("mqkit.kafka")
+
+Outcome = Literal["committed", "failed", "fenced"]
+
+
+class ProducerSource(Protocol):
+    publish_timeout: float
+
+    def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer: ...
+
+    async def ensure_topic(self, topic: str) -> None: ...
+
+
+class PartitionTransactions:
+    def __init__(self, source: ProducerSource, consumer: AIOKafkaConsumer, group: str) -> None:
+        self._source = source
+        self._consumer = consumer
+        self.group = group
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._outputs: dict[TopicPartition, dict[int, list[Record]]] = {}
+        self._from: dict[TopicPartition, int] = {}  # the offset each partition starts at
+        self._committing = asyncio.Lock()  # the commit loop's and a rebalance's take turns
+        self.staged = 0  # settled deliveries whose output waits for its transaction
+
+    def transactional_id(self, tp: TopicPartition) -> str:
+        return f"mqkit.{self.group}.{tp.topic}.{tp.partition}"
+
+    def admits(self, tp: TopicPartition, offset: int) -> bool:
+        """Whether a fetched record is this member's to handle: its partition is assigned
+        and fenced here, and the record is not below the offset that fencing found."""
+        start = self._from.get(tp)
+        return start is not None and offset >= start
+
+    # -- assignment --------------------------------------------------------------------------
+
+    async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Fence the previous owners of newly assigned partitions, then start each from the
+        offset committed once their transactions have ended."""
+        new = [tp for tp in partitions if tp not in self._producers]
+        await asyncio.gather(*(self._start(tp) for tp in new))
+        for tp in new:
+            committed = await self._committed(tp)
+            if committed is not None:
+                self._consumer.seek(tp, committed)
+            self._from[tp] = committed or 0
+
+    async def _start(self, tp: TopicPartition) -> None:
+        attempt = 0
+        while True:
+            producer = self._source.transactional_producer(self.transactional_id(tp))
+            try:
+                async with asyncio.timeout(self._source.publish_timeout + 5):
+                    await start_transactional(producer)
+                self._producers[tp] = producer
+                return
+            except (KafkaError, OSError, TimeoutError) as exc:
+                attempt += 1
+                log.info("mqkit: starting the producer of %s failed (%r); again", tp, exc)
+                await stop_quietly(producer)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+            except BaseException:
+                await stop_quietly(producer)
+                raise
+
+    async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """Let go of partitions (after their last commit): their producers and outputs."""
+        producers = [p for tp in partitions if (p := self._producers.pop(tp, None))]
+        for tp in partitions:
+            self.staged -= len(self._outputs.pop(tp, {}))
+            self._from.pop(tp, None)
+        await asyncio.gather(*(stop_quietly(p) for p in producers))
+
+    async def close(self) -> None:
+        await self.revoked(list(self._producers))
+
+    # -- outputs and commits -----------------------------------------------------------------
+
+    def stage(self, tp: TopicPartition, offset: int, records: list[Record]) -> None:
+        """A settled delivery's output, for the transaction that commits past `offset`."""
+        if not records:
+            return  # the offset alone: every transaction commits that
+        outputs = self._outputs.setdefault(tp, {})
+        if offset not in outputs:
+            self.staged += 1
+        outputs[offset] = records
+
+    async def commit(self, points: dict[TopicPartition, int]) -> dict[TopicPartition, Outcome]:
+        """One transaction per partition, all at once: each partition's outputs below its
+        point, and the point as its committed offset."""
+        async with self._committing:
+            tps = [tp for tp in points if tp in self._producers]
+            outcomes = await asyncio.gather(*(self._commit(tp, points[tp]) for tp in tps))
+        return dict(zip(tps, outcomes, strict=True))
+
+    async def _commit(self, tp: TopicPartition, point: int) -> Outcome:
+        outputs = self._outputs.get(tp, {})
+        done = sorted(o for o in outputs if o < point)
+        records = [record for offset in done for record in outputs[offset]]
+        producer = self._producers[tp]
+        try:
+            async with asyncio.timeout(self._source.publish_timeout):
+                for topic in {t for t, _ in records}:
+                    await self._source.ensure_topic(topic)
+                await producer.begin_transaction()
+                await producer.send_offsets_to_transaction(
+                    {tp: OffsetAndMetadata(point, "")}, self.group
+                )
+                if records:
+                    await produce(producer, records)
+                await producer.commit_transaction()
+        except ProducerFenced:
+            log.warning("mqkit: %s was fenced: another member owns it now", tp)
+            await self.revoked([tp])
+            return "fenced"
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.info("mqkit: the transaction of %s failed (%r); settling it", tp, exc)
+            if not await self._settle_failed(tp, point):
+                return "failed"
+        self._done(tp, done)
+        return "committed"
+
+    async def _settle_failed(self, tp: TopicPartition, point: int) -> bool:
+        """Whether the failed transaction committed after all: a new producer ends it either
+        way, and the committed offset says which."""
+        await stop_quietly(self._producers.pop(tp))
+        await self._start(tp)
+        committed = await self._committed(tp)
+        return committed is not None and committed >= point
+
+    async def _committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of `tp`, asked until Kafka answers: going on without
+        it could hand out again what was committed, or send its outputs twice."""
+        attempt = 0
+        while True:
+            try:
+                committed: int | None = await self._consumer.committed(tp)
+                return committed
+            except KafkaError as exc:
+                attempt += 1
+                log.info("mqkit: reading the offset of %s failed (%r); again", tp, exc)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+
+    def _done(self, tp: TopicPartition, offsets: list[int]) -> None:
+        outputs = self._outputs.get(tp, {})
+        for offset in offsets:
+            if outputs.pop(offset, None) is not None:
+                self.staged -= 1
