@@ -27,19 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Literal, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
+from mqkit.broker import Start
 from mqkit_kafka.batches import Record, produce
 from mqkit_kafka.transactions import start_transactional, stop_quietly
 
 log = logging.getLogger("mqkit.kafka")
 
 Outcome = Literal["committed", "failed", "fenced"]
+T = TypeVar("T")
 
 
 class ProducerSource(Protocol):
@@ -51,10 +53,13 @@ class ProducerSource(Protocol):
 
 
 class PartitionTransactions:
-    def __init__(self, source: ProducerSource, consumer: AIOKafkaConsumer, group: str) -> None:
+    def __init__(
+        self, source: ProducerSource, consumer: AIOKafkaConsumer, group: str, start: Start
+    ) -> None:
         self._source = source
         self._consumer = consumer
         self.group = group
+        self.start = start
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._outputs: dict[TopicPartition, dict[int, list[Record]]] = {}
         self._from: dict[TopicPartition, int] = {}  # the offset each partition starts at
@@ -76,12 +81,16 @@ class PartitionTransactions:
         """Fence the previous owners of newly assigned partitions, then start each from the
         offset committed once their transactions have ended."""
         new = [tp for tp in partitions if tp not in self._producers]
+        self._consumer.resume(*new)  # one this member was fenced from, and paused, is back
         await asyncio.gather(*(self._start(tp) for tp in new))
         for tp in new:
-            committed = await self._committed(tp)
-            if committed is not None:
-                self._consumer.seek(tp, committed)
-            self._from[tp] = committed or 0
+            # Always a seek: what the consumer fetched meanwhile was dropped (`admits`), so
+            # its position, moved past those records, must not be where it goes on from.
+            start = await self._committed(tp)
+            if start is None:
+                start = await self._retrying(tp, "the first offset", self._first_offset)
+            self._consumer.seek(tp, start)
+            self._from[tp] = start
 
     async def _start(self, tp: TopicPartition) -> None:
         attempt = 0
@@ -169,14 +178,27 @@ class PartitionTransactions:
     async def _committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of `tp`, asked until Kafka answers: going on without
         it could hand out again what was committed, or send its outputs twice."""
+        return await self._retrying(tp, "the committed offset", self._consumer.committed)
+
+    async def _first_offset(self, tp: TopicPartition) -> int:
+        """Where a partition the group never committed starts, as `start=` says."""
+        if self.start == "earliest":
+            offsets = await self._consumer.beginning_offsets([tp])
+        else:
+            offsets = await self._consumer.end_offsets([tp])
+        first: int = offsets[tp]
+        return first
+
+    async def _retrying(
+        self, tp: TopicPartition, what: str, ask: Callable[[TopicPartition], Awaitable[T]]
+    ) -> T:
         attempt = 0
         while True:
             try:
-                committed: int | None = await self._consumer.committed(tp)
-                return committed
+                return await ask(tp)
             except KafkaError as exc:
                 attempt += 1
-                log.info("mqkit: reading the offset of %s failed (%r); again", tp, exc)
+                log.info("mqkit: reading %s of %s failed (%r); again", what, tp, exc)
                 await asyncio.sleep(min(5.0, 0.2 * attempt))
 
     def _done(self, tp: TopicPartition, offsets: list[int]) -> None:

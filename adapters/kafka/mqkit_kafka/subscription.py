@@ -41,7 +41,7 @@ from mqkit_kafka.records import from_record, retry_record
 
 log = logging.getLogger("mqkit.kafka")
 
-MAX_HELD = 10_000  # records held for a key or a time before fetching pauses
+MAX_HELD = 10_000  # records held for a key, a time or a transaction before fetching pauses
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -126,7 +126,7 @@ class KafkaSubscription(Subscription):
         self._consumer = consumer
         if self.exactly_once:
             assert self.group is not None  # Broker.subscribe saw to it
-            self.transactions = PartitionTransactions(self.link, consumer, self.group)
+            self.transactions = PartitionTransactions(self.link, consumer, self.group, start)
         consumer.subscribe(topics, listener=_Rebalance(self))
         # Wait to be part of the group and fix the start positions, so that a message
         # published right after subscribe() returns is seen.
@@ -150,7 +150,9 @@ class KafkaSubscription(Subscription):
     # -- fetching ----------------------------------------------------------------------------
 
     def _staged(self) -> int:
-        """Settled, with an output waiting for its transaction: still held in memory."""
+        """Settled, with an output waiting for its transaction: still held in memory, but
+        not in a handler, so not counted against `prefetch` (a transaction commits what
+        handlers finished while the one before it was under way)."""
         return self.transactions.staged if self.transactions is not None else 0
 
     def _held(self) -> int:
@@ -160,14 +162,14 @@ class KafkaSubscription(Subscription):
         assert self._consumer is not None
         failures = 0
         while not self._closing:
-            room = self.prefetch - len(self._ready) - len(self._unsettled) - self._staged()
+            room = self.prefetch - len(self._ready) - len(self._unsettled)
             # Refill by half buffers, not per settled record: a worker yields to the loop
             # on every message, and fetching one record costs about what fetching 250 does.
             if room <= 0 or (self._ready and room < self.prefetch // 2):
                 self._room.clear()
                 await self._room.wait()
                 continue
-            if self._held() >= MAX_HELD:
+            if self._held() + self._staged() >= MAX_HELD:
                 self._room.clear()
                 await self._room.wait()
                 continue

@@ -1,0 +1,96 @@
+"""A copier process for the exactly-once cases: an mqkit App whose exactly-once subscriber
+copies every message of one topic to another, id, key and body kept.
+
+    python -m tests.chaos.copier URL IN OUT GROUP [--concurrency N] [--sleep S]
+
+`--sleep` is each handler's work: it paces the copy, so that the faults of a case land
+while transactions are under way rather than after everything was copied.
+
+SIGUSR1 arms a SIGKILL inside the next commit: the process kills itself once a transaction
+has produced its records and before it commits them, which an outside SIGKILL at a random
+moment hits only now and then (the window is a round trip of every five). That is the
+moment Kafka's transactions exist for: the case then sees those records in the log, aborted.
+SIGUSR2 prints every task's stack to stderr (for a case that failed, to tell why).
+
+Prints "ready" once subscribed; SIGTERM stops it gracefully, SIGKILL is what the cases do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+import mqkit
+
+_commit = AIOKafkaProducer.commit_transaction
+_armed = False
+
+
+async def _commit_or_die(self: AIOKafkaProducer) -> Any:
+    if _armed:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return await _commit(self)
+
+
+def _stacks(broker: mqkit.Broker) -> None:
+    for task in asyncio.all_tasks():
+        print(f"task {task.get_name()}:", file=sys.stderr)
+        task.print_stack(limit=8, file=sys.stderr)
+    for sub in getattr(broker, "subscriptions", ()):
+        print(f"subscription {sub!r}: {vars(sub)}", file=sys.stderr)
+        consumer = getattr(sub, "_consumer", None)
+        if consumer is not None:
+            assignment = consumer.assignment()
+            state = consumer._subscription.subscription.assignment
+            print(f"  assignment {assignment}, paused {consumer.paused()}", file=sys.stderr)
+            for tp in assignment:
+                tps = state.state_value(tp)
+                print(f"  {tp}: {vars(tps)}", file=sys.stderr)
+        transactions = getattr(sub, "transactions", None)
+        if transactions is not None:
+            print(f"  transactions {vars(transactions)}", file=sys.stderr)
+        for tp, offsets in getattr(sub, "_offsets", {}).items():
+            print(f"  offsets {tp}: {vars(offsets)}", file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _arm() -> None:
+    global _armed
+    _armed = True
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("source")
+    parser.add_argument("target")
+    parser.add_argument("group")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--sleep", type=float, default=0.0)
+    args = parser.parse_args()
+    app = mqkit.App(args.url, shutdown_timeout=5)
+
+    @app.subscriber(args.source, group=args.group, concurrency=args.concurrency, exactly_once=True)
+    async def copy(ctx: mqkit.Context, message: mqkit.Message) -> None:
+        if args.sleep:
+            await asyncio.sleep(args.sleep)
+        await ctx.publish(args.target, message.body, key=message.key, id=message.id)
+
+    AIOKafkaProducer.commit_transaction = _commit_or_die
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _arm)
+    async with app.running():
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _stacks, app.broker)
+        print("ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
