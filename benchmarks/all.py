@@ -7,8 +7,8 @@ Brokers come from the MQKIT_TEST_*_URL variables that `scripts/services env` pri
 broker without one is left out, and the section says so). Each row set runs in its own
 process, on both event loops: sqlite beside persist-queue, and Redis, Kafka and RabbitMQ
 beside their raw clients and FastStream; then command start-up, the outbox relay, the
-webhooks and the cost as work grows (benchmarks/backlog.py), whose own tables are copied as
-they print them.
+exactly-once copy on Kafka (benchmarks/exactly_once.py), the webhooks and the cost as work
+grows (benchmarks/backlog.py), whose own tables are copied as they print them.
 """
 
 from __future__ import annotations
@@ -150,6 +150,15 @@ def main() -> None:
         ]
     else:
         sections += ["### Outbox relay", "", "Not run: no PostgreSQL or no broker URL.", ""]
+    sections += ["### Exactly-once on Kafka", ""]
+    kafka = os.environ.get(BROKERS["Kafka"])
+    copies = ["--messages", "10000" if args.quick else "50000", *repeat]
+    for loop in LOOPS if kafka else ():
+        shown = " ".join([*copies, "--loop", loop])
+        table = _python("benchmarks.exactly_once", "--url", str(kafka), *copies, "--loop", loop)
+        sections += [f"`python -m benchmarks.exactly_once {shown}`", "", table.strip(), ""]
+    if not kafka:
+        sections += [f"Not run: ${BROKERS['Kafka']} is not set.", ""]
     messages = ["--messages", "5000", "--requests", "3000"] if args.quick else []
     sections += ["### Webhooks", "", _plain(_python("benchmarks.webhooks", *messages, *repeat))]
     sections += ["", *growth(args.quick, urls)]
