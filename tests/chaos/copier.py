@@ -6,10 +6,13 @@ copies every message of one topic to another, id, key and body kept.
 `--sleep` is each handler's work: it paces the copy, so that the faults of a case land
 while transactions are under way rather than after everything was copied.
 
-SIGUSR1 arms a SIGKILL inside the next commit: the process kills itself once a transaction
+SIGUSR1 arms a SIGKILL inside the next commit (within 4 s; a case that waits 5 s knows the
+arm lapsed if nothing happened by then): the process kills itself once a transaction
 has produced its records and before it commits them, which an outside SIGKILL at a random
 moment hits only now and then (the window is a round trip of every five). That is the
 moment Kafka's transactions exist for: the case then sees those records in the log, aborted.
+SIGHUP arms a SIGSTOP at the same moment instead: the zombie case's copier, which the group
+gives up on while it is stopped and which, once continued, goes on to commit.
 SIGUSR2 prints every task's stack to stderr (for a case that failed, to tell why).
 
 Prints "ready" once subscribed; SIGTERM stops it gracefully, SIGKILL is what the cases do.
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -29,12 +34,16 @@ from aiokafka import AIOKafkaProducer
 import mqkit
 
 _commit = AIOKafkaProducer.commit_transaction
-_armed = False
+ARMED_FOR = 4.0
+_armed: tuple[signal.Signals, float] | None = None  # what to send itself in a commit, until
 
 
 async def _commit_or_die(self: AIOKafkaProducer) -> Any:
-    if _armed:
-        os.kill(os.getpid(), signal.SIGKILL)
+    global _armed
+    if _armed is not None:
+        (what, until), _armed = _armed, None
+        if time.monotonic() < until:
+            os.kill(os.getpid(), what)
     return await _commit(self)
 
 
@@ -60,9 +69,9 @@ def _stacks(broker: mqkit.Broker) -> None:
     sys.stderr.flush()
 
 
-def _arm() -> None:
+def _arm(what: signal.Signals) -> None:
     global _armed
-    _armed = True
+    _armed = (what, time.monotonic() + ARMED_FOR)
 
 
 async def main() -> None:
@@ -74,6 +83,10 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sleep", type=float, default=0.0)
     args = parser.parse_args()
+    # What the exactly-once subscriber says of its transactions (fenced, failed, settled) is
+    # what a failed case needs to tell why, and what the zombie case waits for.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("mqkit.kafka").setLevel(logging.INFO)
     app = mqkit.App(args.url, shutdown_timeout=5)
 
     @app.subscriber(args.source, group=args.group, concurrency=args.concurrency, exactly_once=True)
@@ -85,7 +98,8 @@ async def main() -> None:
     AIOKafkaProducer.commit_transaction = _commit_or_die
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _arm)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _arm, signal.SIGKILL)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _arm, signal.SIGSTOP)
     async with app.running():
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _stacks, app.broker)
         print("ready", flush=True)

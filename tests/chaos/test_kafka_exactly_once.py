@@ -6,7 +6,10 @@ times, once each time the output has grown by another 20%: all three copiers SIG
 inside a commit (each kills itself between producing a transaction's records and
 committing them; one that has no commit coming within 5 s is SIGKILLed from outside) and
 started again; or the Kafka broker SIGKILLed and started again (where the aborted records
-are counted, not required: a broker killed between two transactions leaves none). A
+are counted, not required: a broker killed between two transactions leaves none); or, on
+the three-node cluster, the broker leading the output's partition 0 SIGKILLed and started
+again; or one copier made a zombie, SIGSTOPped inside a commit until the others have taken
+over all of its partitions, then continued: its commit must be fenced. A
 read_committed verifier (aiokafka itself, not mqkit's consumer) reads the output: 0
 duplicates, 0 missing, and each partition's records in the order of the input's (a record
 keeps its key, so it keeps its partition). In the kill case a read_uncommitted reader of
@@ -25,15 +28,18 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 import mqkit
 from tests.support.chaos import REPORTS
-from tests.support.services import ROOT, URLS, services
+from tests.support.services import CLUSTER_URLS, ROOT, URLS, services
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -48,14 +54,16 @@ SLEEP = 0.002  # each copy's work: about 2,000 a second a copier, so faults land
 class Copier:
     """A copier process; what it logs goes to `log` (the case prints it when it fails)."""
 
-    def __init__(self, url: str, source: str, target: str, group: str, log: Path) -> None:
-        self.log = log
+    def __init__(
+        self, url: str, source: str, target: str, group: str, log: Path, sleep: float
+    ) -> None:
+        self.log, self.sleep = log, sleep
         self.where = (url, source, target, group)
         with log.open("ab") as err:
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "tests.chaos.copier", url, source, target, group),
-                    *("--concurrency", "4", "--sleep", str(SLEEP)),
+                    *("--concurrency", "4", "--sleep", str(sleep)),
                 ],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -68,6 +76,13 @@ class Copier:
         line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 120)
         assert line.strip() == b"ready", f"the copier did not start: {line!r}"
         return self
+
+    def stopped(self) -> bool:
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] == "T"
+
+    def said(self, text: str) -> int:
+        return self.log.read_text(errors="replace").count(text)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -92,23 +107,27 @@ class Copier:
             self.kill()
 
 
-async def start_copiers(url: str, source: str, target: str, group: str, logs: Path) -> list[Copier]:
-    copiers = [Copier(url, source, target, group, logs / f"copier-{n}.log") for n in range(COPIERS)]
+async def start_copiers(
+    url: str, source: str, target: str, group: str, logs: Path, sleep: float
+) -> list[Copier]:
+    copiers = [
+        Copier(url, source, target, group, logs / f"copier-{n}.log", sleep) for n in range(COPIERS)
+    ]
     return list(await asyncio.gather(*(c.ready() for c in copiers)))
 
 
 class Reader:
     """Every record of a topic, per partition, in offset order, as `isolation` shows them."""
 
-    def __init__(self, topic: str, isolation: str) -> None:
-        self.topic, self.isolation = topic, isolation
+    def __init__(self, servers: str, topic: str, isolation: str) -> None:
+        self.servers, self.topic, self.isolation = servers, topic, isolation
         self.ids: dict[int, list[str]] = collections.defaultdict(list)
         self.count = 0
         self.last = time.monotonic()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=urlsplit(URLS["kafka"]).netloc,
+            bootstrap_servers=self.servers,
             enable_auto_commit=False,
             isolation_level=self.isolation,
             auto_offset_reset="earliest",
@@ -139,8 +158,50 @@ class Reader:
         )
 
 
-async def seed(topic: str, target: str) -> None:
-    async with mqkit.connect(f"{URLS['kafka']}?partitions={PARTITIONS}") as broker:
+@dataclass
+class Copy:
+    """What a fault sees of the copy under way."""
+
+    seeded: Reader
+    verifier: Reader
+    target: str
+    group: str
+
+    def behind(self, partition: int) -> bool:
+        return len(self.verifier.ids[partition]) < len(self.seeded.ids[partition])
+
+    async def progress(self, timeout: float, what: str) -> float:
+        """Seconds until every partition not fully copied has more of its copy than now."""
+        now = {p: len(self.verifier.ids[p]) for p in range(PARTITIONS) if self.behind(p)}
+        return await wait_until(
+            lambda: all(len(self.verifier.ids[p]) > n for p, n in now.items()), timeout, what
+        )
+
+    async def stable(self, members: int, timeout: float) -> float:
+        """Seconds until the copiers' group is Stable with `members` members: a member
+        stopped during a rebalance holds it up for the rebalance timeout (5 minutes), not
+        the session timeout that the zombie case is about."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.verifier.servers)
+        await admin.start()
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < timeout:
+                with contextlib.suppress(KafkaError):
+                    (response,) = await admin.describe_consumer_groups([self.group])
+                    _, _, state, _, _, now = response.groups[0]
+                    if state == "Stable" and len(now) == members:
+                        return time.monotonic() - started
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+        raise AssertionError(f"group {self.group} Stable with {members}: not within {timeout}s")
+
+
+Fault = Callable[[list[Copier], Copy], Awaitable[None]]
+
+
+async def seed(url: str, topic: str, target: str) -> None:
+    async with mqkit.connect(url) as broker:
         # Before any reader asks for it: Kafka would make it with one partition.
         await broker.ensure_topic(target)  # type: ignore[attr-defined]
         for i in range(0, TOTAL, 5000):
@@ -154,32 +215,35 @@ async def seed(topic: str, target: str) -> None:
 
 async def copy_through(
     fault_name: str,
-    fault: Callable[[list[Copier]], Awaitable[None]],
+    fault: Fault,
     logs: Path,
     detail: Callable[[], str] = lambda: "",
     *,
+    kafka: str = URLS["kafka"],
+    sleep: float = SLEEP,
     kills_in_commit: bool = False,
 ) -> None:
     run = uuid.uuid4().hex[:8]
     source, target, group = f"eos-in-{run}", f"eos-out-{run}", f"copier-{run}"
-    url = f"{URLS['kafka']}?partitions={PARTITIONS}"
-    await seed(source, target)
-    readers = [Reader(source, "read_committed"), Reader(target, "read_committed")]
-    uncommitted = Reader(target, "read_uncommitted")
+    url = f"{kafka}?partitions={PARTITIONS}"
+    await seed(url, source, target)
+    servers = urlsplit(kafka).netloc
+    readers = [Reader(servers, source, "read_committed"), Reader(servers, target, "read_committed")]
+    uncommitted = Reader(servers, target, "read_uncommitted")
     tasks = [asyncio.create_task(r.run()) for r in [*readers, uncommitted]]
     seeded, verifier = readers
     copiers: list[Copier] = []
     started = time.monotonic()
     try:
-        copiers = await start_copiers(url, source, target, group, logs)
+        copiers = await start_copiers(url, source, target, group, logs, sleep)
         for k in range(1, FAULTS + 1):
             await verifier.until_quiet(k * TOTAL // 5, quiet=0.0, timeout=300)
-            await fault(copiers)
+            await fault(copiers, Copy(seeded, verifier, target, group))
         await verifier.until_quiet(TOTAL, quiet=5.0, timeout=600)
         await seeded.until_quiet(TOTAL, quiet=0.0, timeout=60)
         await uncommitted.until_quiet(TOTAL, quiet=2.0, timeout=60)
     except BaseException:
-        print(f"read_committed {verifier.count}, read_uncommitted {uncommitted.count}")
+        print(f"read_committed {verifier.count}, read_uncommitted {uncommitted.count}; {detail()}")
         for copier in copiers:
             if copier.process.poll() is None:
                 copier.process.send_signal(signal.SIGUSR2)
@@ -219,22 +283,92 @@ async def copy_through(
 async def test_exactly_once_copy_survives_copiers_killed(tmp_path: Path) -> None:
     in_commit: list[bool] = []
 
-    async def kill_all(copiers: list[Copier]) -> None:
+    async def kill_all(copiers: list[Copier], *_: object) -> None:
         in_commit.extend(await asyncio.gather(*(c.kill_in_commit() for c in copiers)))
-        copiers[:] = await start_copiers(*copiers[0].where, tmp_path)
+        copiers[:] = await start_copiers(*copiers[0].where, tmp_path, copiers[0].sleep)
 
     await copy_through(
         "all copiers SIGKILLed",
         kill_all,
         tmp_path,
         lambda: f"{sum(in_commit)} of {len(in_commit)} kills inside a commit",
+        kills_in_commit=True,
     )
 
 
 @pytest.mark.timeout(900)
 async def test_exactly_once_copy_survives_broker_bounces(tmp_path: Path) -> None:
-    async def bounce(_: list[Copier]) -> None:
+    async def bounce(*_: object) -> None:
         await services("kill", "kafka")
         await services("up", "kafka")
 
     await copy_through("Kafka SIGKILLed and restarted", bounce, tmp_path)
+
+
+# The two ways a zombie's commit fails, as it logs them.
+SAID = {"fenced": "was fenced", "timed out": "failed (TimeoutError"}
+
+
+@pytest.mark.timeout(900)
+async def test_exactly_once_copy_fences_a_zombie(tmp_path: Path) -> None:
+    """The copier that stopped inside a commit is still in the middle of that transaction
+    when it goes on: the others took its partitions meanwhile and started their producers
+    with its transactional ids, which aborted it. The commit it goes on to make must fail
+    (fenced by Kafka, or timed out by its own clock, which ran on while it was stopped), it
+    must drop the partition rather than start its producer again (which would fence the new
+    owner), and nothing it had produced may be seen."""
+    zombies: list[str] = []
+
+    async def zombie(copiers: list[Copier], copy: Copy) -> None:
+        # Each member copying, with its partitions' producers started and commits under way.
+        await copy.stable(COPIERS, 120)
+        await copy.progress(120, "every copier copying again")
+        # The zombie is the first copier, from a new one each round, found inside a commit
+        # (one whose partitions were all copied already has none coming).
+        for n in range(2 * COPIERS):
+            copier = copiers[(len(zombies) + n) % COPIERS]
+            said = {how: copier.said(text) for how, text in SAID.items()}
+            copier.process.send_signal(signal.SIGHUP)
+            with contextlib.suppress(AssertionError):
+                await wait_until(copier.stopped, 5, "the copier stopped inside a commit")
+                break
+        else:
+            raise AssertionError("no copier stopped inside a commit")
+        # Stopped, it commits nothing: once every partition not fully copied has grown, the
+        # others own all of its partitions, and each new owner fenced its producer first.
+        took = await copy.progress(120, "the other copiers took over every partition")
+        copier.process.send_signal(signal.SIGCONT)
+        await wait_until(
+            lambda: any(copier.said(text) > said[how] for how, text in SAID.items()),
+            60,
+            "the zombie's commit failed",
+        )
+        how = ", ".join(f"{copier.said(t) - said[how]} {how}" for how, t in SAID.items())
+        zombies.append(f"copier {copiers.index(copier)}, taken over in {took:.0f}s, then {how}")
+
+    await copy_through(
+        "one copier SIGSTOPped until taken over, then continued",
+        zombie,
+        tmp_path,
+        lambda: "zombies stopped inside a commit: " + "; ".join(zombies),
+        # Slower: each round's zombie must be found inside a commit, with copying to do.
+        sleep=5 * SLEEP,
+    )
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(900)
+async def test_exactly_once_copy_survives_cluster_leader_bounces(tmp_path: Path) -> None:
+    killed: list[str] = []
+
+    async def bounce(_: list[Copier], copy: Copy) -> None:
+        killed.append(await services("kill", "kafka-cluster", f"leader:{copy.target}:0"))
+        await services("up", "kafka-cluster")
+
+    await copy_through(
+        "the leader of the output's partition 0 SIGKILLed and restarted",
+        bounce,
+        tmp_path,
+        lambda: "killed nodes " + ",".join(killed),
+        kafka=CLUSTER_URLS["kafka-cluster"],
+    )

@@ -15,12 +15,16 @@ commit of that partition's offset, are one Kafka transaction.
   below its commit point (offsets.py), in offset order, so the output keeps the input's order
   and never runs ahead of the offset committed with it: a record handled out of order waits,
   with its output, for the ones before it.
-- A transaction that fails (the broker away, a timeout) drops its producer. A new one fences
-  it and settles what it left, committed or aborted; the committed offset then tells which:
-  at or past the transaction's point, it committed and its outputs are done; else the same
-  outputs go again in the next transaction. Nothing is handled twice for it.
 - Fenced (another member has the partition): the partition is dropped here; its records
   come back to whoever owns it, from the offset last committed.
+- A transaction that fails (the broker away, a timeout) is dropped the same way, and the
+  member asks the group to rebalance. Whether it committed is unknown, and so is whether
+  this member still owns the partition: a process stopped past its session timeout (a
+  zombie) wakes up to find its transaction timed out, and a producer it started again would
+  fence the partition's new owner and let the zombie commit once more. Only the group can
+  say who owns the partition; whoever it is assigned to fences the transaction left open,
+  which ends it, and goes on from the offset committed: past the transaction's point if it
+  committed, so its outputs are neither lost nor sent twice.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from mqkit_kafka.transactions import start_transactional, stop_quietly
 
 log = logging.getLogger("mqkit.kafka")
 
-Outcome = Literal["committed", "failed", "fenced"]
+Outcome = Literal["committed", "fenced", "lost"]  # the last two: the partition was dropped
 T = TypeVar("T")
 
 
@@ -161,19 +165,18 @@ class PartitionTransactions:
             await self.revoked([tp])
             return "fenced"
         except (KafkaError, OSError, TimeoutError) as exc:
-            log.info("mqkit: the transaction of %s failed (%r); settling it", tp, exc)
-            if not await self._settle_failed(tp, point):
-                return "failed"
+            log.warning(
+                "mqkit: the transaction of %s failed (%r): dropping the partition until the "
+                "group assigns it again",
+                tp,
+                exc,
+            )
+            await self.revoked([tp])
+            # aiokafka has no public call for this; its pin (<0.15) keeps the private one.
+            self._consumer._coordinator.request_rejoin()
+            return "lost"
         self._done(tp, done)
         return "committed"
-
-    async def _settle_failed(self, tp: TopicPartition, point: int) -> bool:
-        """Whether the failed transaction committed after all: a new producer ends it either
-        way, and the committed offset says which."""
-        await stop_quietly(self._producers.pop(tp))
-        await self._start(tp)
-        committed = await self._committed(tp)
-        return committed is not None and committed >= point
 
     async def _committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of `tp`, asked until Kafka answers: going on without

@@ -337,12 +337,9 @@ class KafkaSubscription(Subscription):
             state = self._offsets.get(tp)
             if outcome == "committed" and state is not None:
                 state.committed = points[tp]
-            elif outcome == "fenced":  # a zombie here: the partition's new owner has it
+            elif outcome != "committed":  # its owner, whoever the group says, goes on with it
                 self._forget({tp})
                 self._consumer.pause(tp)
-        if "failed" in outcomes.values():
-            self._to_commit.set()
-            return False
         return True
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
