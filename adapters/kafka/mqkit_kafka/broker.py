@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -49,7 +47,7 @@ from mqkit.shutdown import abandon, finish_within
 from mqkit.transactions import Transaction
 from mqkit_kafka.batches import produce
 from mqkit_kafka.lag import group_lag
-from mqkit_kafka.records import retry_record, to_record
+from mqkit_kafka.records import retry_record, to_records
 from mqkit_kafka.subscription import KafkaSubscription
 from mqkit_kafka.transactions import PublishTransactions
 
@@ -292,10 +290,7 @@ class KafkaBroker(Broker):
     # -- publishing --------------------------------------------------------------------------
 
     async def _send(self, messages: Sequence[Message], delay: float | None) -> None:
-        # Rounded up: a delayed record is never due before its delay, not even by a millisecond.
-        not_before = math.ceil((time.time() + delay) * 1000) if delay else None
-        records = [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
-        await self._deliver(records, "publish")
+        await self._deliver(to_records(messages, delay), "publish")
 
     async def _deliver(self, records: list[tuple[str, dict[str, Any]]], what: str) -> None:
         """Produce records and wait for acks=all, retrying through broker restarts until

@@ -47,10 +47,11 @@ class KafkaDelivery(Delivery):
         """What an exactly-once subscription commits with this delivery's offset."""
         return self._staged.records if self._staged is not None else []
 
-    def replace_output(self, records: list[Record]) -> None:
+    def replace_output(self, records: list[Record]) -> Staged:
         """Drop what handling published, for `records` (a dead-letter or retry copy)."""
         self._staged = Staged()
         self._staged.records = records
+        return self._staged
 
     def _output(self) -> Transaction | None:
         if self.sub.transactions is None:
@@ -65,9 +66,7 @@ class KafkaDelivery(Delivery):
             return
         # The dead letter instead of the output, through the broker's own dead-lettering
         # (its checks and spans), into this delivery's transaction rather than out.
-        self.replace_output([])
-        assert self._staged is not None
-        with transactions.joined(self._broker, self._staged):
+        with transactions.joined(self._broker, self.replace_output([])):
             await super().reject(reason)
 
     async def _ack(self) -> None:

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
@@ -40,20 +40,12 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mqkit.broker import Start
 from mqkit_kafka.batches import Record, produce
-from mqkit_kafka.transactions import start_transactional, stop_quietly
+from mqkit_kafka.transactions import ProducerSource, start_transactional, stop_quietly
 
 log = logging.getLogger("mqkit.kafka")
 
 Outcome = Literal["committed", "fenced", "lost"]  # the last two: the partition was dropped
 T = TypeVar("T")
-
-
-class ProducerSource(Protocol):
-    publish_timeout: float
-
-    def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer: ...
-
-    async def ensure_topic(self, topic: str) -> None: ...
 
 
 class PartitionTransactions:
@@ -97,24 +89,19 @@ class PartitionTransactions:
             self._from[tp] = start
 
     async def _start(self, tp: TopicPartition) -> None:
-        attempt = 0
-        while True:
-            producer = self._source.transactional_producer(self.transactional_id(tp))
-            try:
-                async with asyncio.timeout(self._source.publish_timeout + 5):
-                    await start_transactional(producer)
-                self._producers[tp] = producer
-                return
-            except (KafkaError, OSError, TimeoutError) as exc:
-                attempt += 1
-                log.info("mqkit: starting the producer of %s failed (%r); again", tp, exc)
-                await stop_quietly(producer)
-                await asyncio.sleep(min(5.0, 0.2 * attempt))
-            except BaseException:
-                await stop_quietly(producer)
-                raise
+        self._producers[tp] = await self._retrying(tp, "the producer", self._started)
 
-    async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+    async def _started(self, tp: TopicPartition) -> AIOKafkaProducer:
+        producer = self._source.transactional_producer(self.transactional_id(tp))
+        try:
+            async with asyncio.timeout(self._source.publish_timeout + 5):
+                await start_transactional(producer)
+        except BaseException:
+            await stop_quietly(producer)
+            raise
+        return producer
+
+    async def revoked(self, partitions: Collection[TopicPartition]) -> None:
         """Let go of partitions (after their last commit): their producers and outputs."""
         producers = [p for tp in partitions if (p := self._producers.pop(tp, None))]
         for tp in partitions:
@@ -193,15 +180,15 @@ class PartitionTransactions:
         return first
 
     async def _retrying(
-        self, tp: TopicPartition, what: str, ask: Callable[[TopicPartition], Awaitable[T]]
+        self, tp: TopicPartition, what: str, get: Callable[[TopicPartition], Awaitable[T]]
     ) -> T:
         attempt = 0
         while True:
             try:
-                return await ask(tp)
-            except KafkaError as exc:
+                return await get(tp)
+            except (KafkaError, OSError, TimeoutError) as exc:
                 attempt += 1
-                log.info("mqkit: reading %s of %s failed (%r); again", what, tp, exc)
+                log.info("mqkit: getting %s of %s failed (%r); again", what, tp, exc)
                 await asyncio.sleep(min(5.0, 0.2 * attempt))
 
     def _done(self, tp: TopicPartition, offsets: list[int]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from mqkit import codec
@@ -37,10 +38,22 @@ def to_record(
     }
 
 
+def to_records(
+    messages: Sequence[Message], delay: float | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Published messages as (topic, record), held until `delay` has passed if given."""
+    not_before = _not_before(delay) if delay else None
+    return [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
+
+
 def retry_record(message: Message, delay: float) -> dict[str, Any]:
     """A copy for a group's retry topic, held by its consumers until `delay` has passed."""
-    not_before = math.ceil((time.time() + delay) * 1000)  # never due before its delay
-    return to_record(message, attempt=message.attempt, not_before_ms=not_before)
+    return to_record(message, attempt=message.attempt, not_before_ms=_not_before(delay))
+
+
+def _not_before(delay: float) -> int:
+    # Rounded up: a delayed record is never due before its delay, not even by a millisecond.
+    return math.ceil((time.time() + delay) * 1000)
 
 
 def from_record(

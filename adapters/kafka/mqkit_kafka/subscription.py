@@ -35,9 +35,10 @@ from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit_kafka.delivery import KafkaDelivery
-from mqkit_kafka.exactly_once import PartitionTransactions, ProducerSource
+from mqkit_kafka.exactly_once import PartitionTransactions
 from mqkit_kafka.offsets import PartitionOffsets
 from mqkit_kafka.records import from_record, retry_record
+from mqkit_kafka.transactions import ProducerSource
 
 log = logging.getLogger("mqkit.kafka")
 

@@ -20,8 +20,6 @@ that it and exactly-once subscriptions (exactly_once.py) share.
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -34,7 +32,7 @@ from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit.transactions import Transaction
 from mqkit_kafka.batches import Record, produce
-from mqkit_kafka.records import to_record
+from mqkit_kafka.records import to_records
 
 
 class Staged(Transaction):
@@ -44,22 +42,25 @@ class Staged(Transaction):
         self.records: list[Record] = []
 
     async def send(self, messages: Sequence[Message], delay: float | None) -> None:
-        # Rounded up, as a plain publish does: never due before its delay.
-        not_before = math.ceil((time.time() + delay) * 1000) if delay else None
-        self.records += [(m.topic, to_record(m, not_before_ms=not_before)) for m in messages]
+        self.records += to_records(messages, delay)
 
 
-class TransactionLink(Protocol):
-    """What transactions need of the broker (said here, so this never imports broker.py)."""
+class ProducerSource(Protocol):
+    """What a transactional producer's user needs of the broker (said here, so neither this
+    nor exactly_once.py imports broker.py)."""
 
     publish_timeout: float
-
-    @property
-    def safe_url(self) -> str: ...
 
     def transactional_producer(self, transactional_id: str) -> AIOKafkaProducer: ...
 
     async def ensure_topic(self, topic: str) -> None: ...
+
+
+class TransactionLink(ProducerSource, Protocol):
+    """What `broker.transaction()` needs of the broker: also its URL, for its errors."""
+
+    @property
+    def safe_url(self) -> str: ...
 
 
 async def start_transactional(producer: AIOKafkaProducer) -> None:
