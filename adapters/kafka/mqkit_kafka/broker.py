@@ -158,9 +158,9 @@ class KafkaBroker(Broker):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _new_producer(self, transactional_id: str | None = None) -> AIOKafkaProducer:
-        transactional: dict[str, Any] = {"retry_backoff_ms": 100}
+        settings: dict[str, Any] = {"retry_backoff_ms": 100}
         if transactional_id is not None:
-            transactional = {
+            settings = {
                 "transactional_id": transactional_id,
                 "transaction_timeout_ms": int(self.transaction_timeout * 1000),
                 # A transaction begun just after a commit finds Kafka still writing that
@@ -170,7 +170,7 @@ class KafkaBroker(Broker):
                 "retry_backoff_ms": 20,
             }
         return AIOKafkaProducer(
-            **transactional,
+            **settings,
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,
             acks="all",
