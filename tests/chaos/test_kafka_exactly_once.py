@@ -9,7 +9,7 @@ started again; or the Kafka broker SIGKILLed and started again (where the aborte
 are counted, not required: a broker killed between two transactions leaves none); or, on
 the three-node cluster, the broker leading the output's partition 0 SIGKILLed and started
 again; or one copier made a zombie, SIGSTOPped inside a commit until the others have taken
-over all of its partitions, then continued: its commit must be fenced. A
+over all of its partitions, then continued: its commit must fail. A
 read_committed verifier (aiokafka itself, not mqkit's consumer) reads the output: 0
 duplicates, 0 missing, and each partition's records in the order of the input's (a record
 keeps its key, so it keeps its partition). In the kill case a read_uncommitted reader of
@@ -343,8 +343,8 @@ async def test_exactly_once_copy_fences_a_zombie(tmp_path: Path) -> None:
             60,
             "the zombie's commit failed",
         )
-        how = ", ".join(f"{copier.said(t) - said[how]} {how}" for how, t in SAID.items())
-        zombies.append(f"copier {copiers.index(copier)}, taken over in {took:.0f}s, then {how}")
+        ended = ", ".join(f"{copier.said(t) - said[how]} {how}" for how, t in SAID.items())
+        zombies.append(f"copier {copiers.index(copier)}, taken over in {took:.0f}s, then {ended}")
 
     await copy_through(
         "one copier SIGSTOPped until taken over, then continued",
