@@ -36,13 +36,12 @@ from mqkit.message import Message
 from mqkit.shutdown import finish_within
 from mqkit_kafka.delivery import KafkaDelivery
 from mqkit_kafka.exactly_once import PartitionTransactions
+from mqkit_kafka.fairness import MAX_HELD, RoundRobin, held_per_partition, takeable
 from mqkit_kafka.offsets import PartitionOffsets
 from mqkit_kafka.records import from_record, retry_record
 from mqkit_kafka.transactions import ProducerSource
 
 log = logging.getLogger("mqkit.kafka")
-
-MAX_HELD = 10_000  # records held for a key, a time or a transaction before fetching pauses
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -125,6 +124,7 @@ class KafkaSubscription(Subscription):
         )
         await consumer.start()
         self._consumer = consumer
+        self._take = RoundRobin(consumer)
         if self.exactly_once:
             assert self.group is not None  # Broker.subscribe saw to it
             self.transactions = PartitionTransactions(self.link, consumer, self.group, start)
@@ -156,9 +156,6 @@ class KafkaSubscription(Subscription):
         handlers finished while the one before it was under way)."""
         return self.transactions.staged if self.transactions is not None else 0
 
-    def _held(self) -> int:
-        return len(self._timers) + sum(len(q) for q in self._key_queues.values())
-
     async def _fetch_loop(self) -> None:
         assert self._consumer is not None
         failures = 0
@@ -170,12 +167,15 @@ class KafkaSubscription(Subscription):
                 self._room.clear()
                 await self._room.wait()
                 continue
-            if self._held() + self._staged() >= MAX_HELD:
+            held = held_per_partition(self._key_queues, (t[2].tp for t in self._timers))
+            assigned = self._consumer.assignment()
+            partitions = takeable(assigned, held)
+            if (assigned and not partitions) or held.total() + self._staged() >= MAX_HELD:
                 self._room.clear()
                 await self._room.wait()
                 continue
             try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=room)
+                batches = await self._take.take(partitions, room)
             except KafkaError as exc:
                 failures += 1
                 log.warning("mqkit: fetching %s failed (%s); retrying", self.topic, exc)
