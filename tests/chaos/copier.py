@@ -1,10 +1,11 @@
 """A copier process for the exactly-once cases: an mqkit App whose exactly-once subscriber
 copies every message of one topic to another, id, key and body kept.
 
-    python -m tests.chaos.copier URL IN OUT GROUP [--concurrency N] [--sleep S]
+    python -m tests.chaos.copier URL IN OUT GROUP [--concurrency N] [--pace FILE]
 
-`--sleep` is each handler's work: it paces the copy, so that the faults of a case land
-while transactions are under way rather than after everything was copied.
+`--pace` names a file that holds each handler's work, in seconds, read again twice a
+second: it paces the copy, so that the faults of a case land while transactions are under
+way rather than after everything was copied; a case whose faults are done may speed it up.
 
 SIGUSR1 arms a SIGKILL inside the next commit (within 4 s; a case that waits 5 s knows the
 arm lapsed if nothing happened by then): the process kills itself once a transaction
@@ -27,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -81,18 +83,19 @@ async def main() -> None:
     parser.add_argument("target")
     parser.add_argument("group")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--pace", type=Path)
     args = parser.parse_args()
     # What the exactly-once subscriber says of its transactions (fenced, failed, settled) is
     # what a failed case needs to tell why, and what the zombie case waits for.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("mqkit.kafka").setLevel(logging.INFO)
     app = mqkit.App(args.url, shutdown_timeout=5)
+    pace = float(args.pace.read_text()) if args.pace is not None else 0.0
 
     @app.subscriber(args.source, group=args.group, concurrency=args.concurrency, exactly_once=True)
     async def copy(ctx: mqkit.Context, message: mqkit.Message) -> None:
-        if args.sleep:
-            await asyncio.sleep(args.sleep)
+        if pace:
+            await asyncio.sleep(pace)
         await ctx.publish(args.target, message.body, key=message.key, id=message.id)
 
     AIOKafkaProducer.commit_transaction = _commit_or_die
@@ -100,10 +103,19 @@ async def main() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _arm, signal.SIGKILL)
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _arm, signal.SIGSTOP)
+
+    async def follow_pace() -> None:
+        nonlocal pace
+        while args.pace is not None:
+            pace = float(args.pace.read_text())
+            await asyncio.sleep(0.5)
+
+    following = asyncio.create_task(follow_pace())
     async with app.running():
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _stacks, app.broker)
         print("ready", flush=True)
         await stop.wait()
+    following.cancel()
 
 
 if __name__ == "__main__":

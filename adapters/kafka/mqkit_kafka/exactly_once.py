@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Literal, TypeVar
 
@@ -78,7 +79,9 @@ class PartitionTransactions:
         offset committed once their transactions have ended."""
         new = [tp for tp in partitions if tp not in self._producers]
         self._consumer.resume(*new)  # one this member was fenced from, and paused, is back
+        began = time.monotonic()
         await asyncio.gather(*(self._start(tp) for tp in new))
+        fenced = time.monotonic() - began
         for tp in new:
             # Always a seek: what the consumer fetched meanwhile was dropped (`admits`), so
             # its position, moved past those records, must not be where it goes on from.
@@ -87,6 +90,14 @@ class PartitionTransactions:
                 start = await self._retrying(tp, "the first offset", self._first_offset)
             self._consumer.seek(tp, start)
             self._from[tp] = start
+        # What a slow takeover after a rebalance is made of, for whoever has to tell.
+        log.info(
+            "mqkit: assigned %s: previous owners fenced in %.1fs, started after %.1fs at %s",
+            sorted(new),
+            fenced,
+            time.monotonic() - began,
+            {f"{tp.topic}[{tp.partition}]": self._from[tp] for tp in new},
+        )
 
     async def _start(self, tp: TopicPartition) -> None:
         self._producers[tp] = await self._retrying(tp, "the producer", self._started)
