@@ -34,6 +34,7 @@ from aiokafka.structs import OffsetAndMetadata
 from mqkit.broker import Broker, Delivery, Start, Subscription
 from mqkit.message import Message
 from mqkit.shutdown import finish_within
+from mqkit_kafka.committed import heed_group_errors
 from mqkit_kafka.delivery import KafkaDelivery
 from mqkit_kafka.exactly_once import PartitionTransactions
 from mqkit_kafka.fairness import MAX_HELD, RoundRobin, held_per_partition, takeable
@@ -123,6 +124,7 @@ class KafkaSubscription(Subscription):
             isolation_level="read_committed",
         )
         await consumer.start()
+        heed_group_errors(consumer)
         self._consumer = consumer
         self._take = RoundRobin(consumer)
         if self.exactly_once:
