@@ -286,9 +286,23 @@ async def copy_through(
     )
     print(f"\nCHAOS {line}")
     REPORTS.append(line)
+    for p in out_of_order:  # where the copy went wrong: what a fix needs to know first
+        print(f"partition {p}: {diverged(seeded.ids[p], verifier.ids[p])}")
     assert (duplicated, missing, out_of_order) == (0, 0, [])
     if kills_in_commit:
         assert aborted > 0, "no kill landed inside a transaction: the case proved nothing"
+
+
+def diverged(seeded: list[str], copied: list[str]) -> str:
+    """Where a partition's copy first differs from its input, and the run copied twice."""
+    at = next((n for n, (a, b) in enumerate(zip(seeded, copied, strict=False)) if a != b), None)
+    if at is None:
+        return f"input {len(seeded)}, copy {len(copied)}, equal as far as both go"
+    first = seeded.index(copied[at]) if copied[at] in seeded else -1
+    return (
+        f"input {len(seeded)}, copy {len(copied)}; copy position {at} holds input position "
+        f"{first} ({copied[at]}), not {seeded[at]}"
+    )
 
 
 @pytest.mark.timeout(900)
