@@ -8,7 +8,8 @@ commit of that partition's offset, are one Kafka transaction.
   starts its producer, which fences the previous owner's and waits until the transaction
   that one left has ended, and only then reads the committed offset and seeks there (the
   consumer's own read of it may have come before the fence, and been overtaken by the old
-  owner's last commit). Records of a partition are admitted only from that offset on
+  owner's last commit); the stable committed offset (stable_offsets.py), since an ended
+  transaction's offsets are applied a little later. Records are admitted only from it on
   (`admits`): any fetched from an earlier position were the old owner's, output and all.
 - A delivery's output (its `publish`es, or a dead-letter or retry-topic copy) is staged
   with its offset when it is settled. A partition's commit takes the outputs of every offset
@@ -41,6 +42,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mqkit.broker import Start
 from mqkit_kafka.batches import Record, produce
+from mqkit_kafka.stable_offsets import stable_committed
 from mqkit_kafka.transactions import ProducerSource, start_transactional, stop_quietly
 
 log = logging.getLogger("mqkit.kafka")
@@ -179,7 +181,10 @@ class PartitionTransactions:
     async def _committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of `tp`, asked until Kafka answers: going on without
         it could hand out again what was committed, or send its outputs twice."""
-        return await self._retrying(tp, "the committed offset", self._consumer.committed)
+        return await self._retrying(tp, "the committed offset", self._stable_committed)
+
+    async def _stable_committed(self, tp: TopicPartition) -> int | None:
+        return await stable_committed(self._consumer, self.group, tp)
 
     async def _first_offset(self, tp: TopicPartition) -> int:
         """Where a partition the group never committed starts, as `start=` says."""
