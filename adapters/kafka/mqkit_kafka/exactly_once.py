@@ -84,12 +84,10 @@ class PartitionTransactions:
         began = time.monotonic()
         await asyncio.gather(*(self._start(tp) for tp in new))
         fenced = time.monotonic() - began
-        for tp in new:
+        starts = await asyncio.gather(*(self._start_offset(tp) for tp in new))
+        for tp, start in zip(new, starts, strict=True):
             # Always a seek: what the consumer fetched meanwhile was dropped (`admits`), so
             # its position, moved past those records, must not be where it goes on from.
-            start = await self._committed(tp)
-            if start is None:
-                start = await self._retrying(tp, "the first offset", self._first_offset)
             self._consumer.seek(tp, start)
             self._from[tp] = start
         # What a slow takeover after a rebalance is made of, for whoever has to tell.
@@ -177,6 +175,12 @@ class PartitionTransactions:
             return "lost"
         self._done(tp, done)
         return "committed"
+
+    async def _start_offset(self, tp: TopicPartition) -> int:
+        start = await self._committed(tp)
+        if start is None:
+            start = await self._retrying(tp, "the first offset", self._first_offset)
+        return start
 
     async def _committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of `tp`, asked until Kafka answers: going on without

@@ -9,11 +9,22 @@ starting there would copy that transaction's records a second time. OffsetFetch 
 for the stable offset instead, and is answered UNSTABLE_OFFSET_COMMIT until it is: asked
 again until then. aiokafka has no v7, so it is declared here, as its own flexible-version
 requests are.
+
+An offset commit can also hang: a producer given up on (its transaction timed out while
+the broker was away) that goes on retrying its TxnOffsetCommit after its transaction was
+fenced leaves a pending commit that no marker will ever end, and a stable read of that
+partition waits forever (the Kafka-bounce chaos case: all three copiers stuck in their
+assignments, the copy stalled at 90,419 of 100,000). Once the partition's transactional id
+is fenced nothing of it is legitimately pending for long, so past `PATIENCE` the last stable
+offset is the committed one; the new owner's first transaction, which commits that
+partition's offset with the same producer id, then replaces the hanging one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 import aiokafka.errors as errors
@@ -31,6 +42,10 @@ from aiokafka.protocol.types import (
 )
 
 UNSTABLE_OFFSET_COMMIT = 88  # aiokafka has no class for it
+# How long an offset may stay unstable once its transactional id is fenced: a commit's
+# markers are applied in milliseconds, and in seconds while a restarted broker recovers.
+PATIENCE = 30.0
+log = logging.getLogger("mqkit.kafka")
 _MOVED = (errors.NotCoordinatorForGroupError, errors.GroupCoordinatorNotAvailableError)
 
 
@@ -95,25 +110,46 @@ class StableOffsetFetch(Request[OffsetFetchRequest_v7]):  # type: ignore[misc]
 
 
 async def stable_committed(
-    consumer: AIOKafkaConsumer, group: str, tp: TopicPartition
+    consumer: AIOKafkaConsumer, group: str, tp: TopicPartition, patience: float = PATIENCE
 ) -> int | None:
     """The committed offset of `tp` in `group` (None: none), once it is stable; asked again
-    while the coordinator is loading, moving, or applying a transaction's commit."""
+    while the coordinator is loading, moving, or applying a transaction's commit. Call it
+    once the partition's transactional id is fenced (so no transaction of its is open): an
+    offset still unstable after `patience` seconds is a hanging one, and the last stable
+    offset is the committed one then."""
     coordinator = consumer._coordinator
+    unstable_since: float | None = None
     while True:
         await coordinator.ensure_coordinator_known()
         try:
             return _offset(await coordinator._send_req(StableOffsetFetch(group, tp)), tp)
         except (NotImplementedError, errors.IncompatibleBrokerVersion):
             # A broker before Kafka 2.5 has no stable read: the best it has.
-            committed: int | None = await consumer.committed(tp)
-            return committed
+            return await _last_stable(consumer, tp)
+        except _Unstable:
+            now = time.monotonic()
+            unstable_since = now if unstable_since is None else unstable_since
+            if now - unstable_since > patience:
+                log.warning(
+                    "mqkit: %s of group %s: an offset commit still pending after %.0fs, "
+                    "left by a transaction that ended without it; going on from the last "
+                    "committed offset",
+                    tp,
+                    group,
+                    patience,
+                )
+                return await _last_stable(consumer, tp)
         except errors.KafkaError as exc:
             if not exc.retriable:
                 raise
             if isinstance(exc, _MOVED):
                 coordinator.coordinator_dead()
         await asyncio.sleep(0.05)
+
+
+async def _last_stable(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    committed: int | None = await consumer.committed(tp)  # OffsetFetch v3: pending ignored
+    return committed
 
 
 class _Unstable(errors.KafkaError):  # type: ignore[misc]

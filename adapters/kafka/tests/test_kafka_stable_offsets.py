@@ -3,7 +3,9 @@ will have it once the last transaction's commit is applied, not the one before i
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 
 import pytest
@@ -14,6 +16,16 @@ from mqkit_kafka.stable_offsets import stable_committed
 KAFKA = os.environ.get("MQKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092").removeprefix("kafka://")
 
 
+async def make_topic(topic: str) -> None:
+    """The topic, before any offset commit names it (Kafka waits for it otherwise)."""
+    plain = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await plain.start()
+    try:
+        await plain.send_and_wait(topic, b"x")
+    finally:
+        await plain.stop()
+
+
 @pytest.mark.timeout(120)
 async def test_the_offset_a_transaction_committed_is_read_right_after_it() -> None:
     topic, group = f"stable-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
@@ -22,12 +34,7 @@ async def test_the_offset_a_transaction_committed_is_read_right_after_it() -> No
         bootstrap_servers=KAFKA, transactional_id=f"t-{group}", enable_idempotence=True
     )
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
-    plain = AIOKafkaProducer(bootstrap_servers=KAFKA)
-    await plain.start()
-    try:
-        await plain.send_and_wait(topic, b"x")  # the topic, before any commit names it
-    finally:
-        await plain.stop()
+    await make_topic(topic)
     await producer.start()
     await consumer.start()
     try:
@@ -42,3 +49,31 @@ async def test_the_offset_a_transaction_committed_is_read_right_after_it() -> No
         await producer.stop()
     # aiokafka's own consumer.committed() read the one before in 84 of 200 here.
     assert read == list(range(1, 101))
+
+
+@pytest.mark.timeout(60)
+async def test_an_offset_left_pending_is_waited_for_only_so_long() -> None:
+    """A commit that no transaction's end will settle (seen after a broker restart) must not
+    hold a new owner forever: after `patience` it goes on from the last stable offset."""
+    topic, group = f"stable-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    tp = TopicPartition(topic, 0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=KAFKA, transactional_id=f"t-{group}", enable_idempotence=True
+    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=group, enable_auto_commit=False)
+    await make_topic(topic)
+    await producer.start()
+    await consumer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_offsets_to_transaction({tp: OffsetAndMetadata(5, "")}, group)
+        await producer.begin_transaction()  # left open: its offset 7 stays pending
+        await producer.send_offsets_to_transaction({tp: OffsetAndMetadata(7, "")}, group)
+        started = time.monotonic()
+        read = await asyncio.wait_for(stable_committed(consumer, group, tp, patience=2), 30)
+        waited = time.monotonic() - started
+        await producer.abort_transaction()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    assert (read, waited >= 2) == (5, True)
