@@ -10,14 +10,14 @@ for the stable offset instead, and is answered UNSTABLE_OFFSET_COMMIT until it i
 again until then. aiokafka has no v7, so it is declared here, as its own flexible-version
 requests are.
 
-An offset commit can also hang: a producer given up on (its transaction timed out while
-the broker was away) that goes on retrying its TxnOffsetCommit after its transaction was
-fenced leaves a pending commit that no marker will ever end, and a stable read of that
-partition waits forever (the Kafka-bounce chaos case: all three copiers stuck in their
-assignments, the copy stalled at 90,419 of 100,000). Once the partition's transactional id
-is fenced nothing of it is legitimately pending for long, so past `PATIENCE` the last stable
-offset is the committed one; the new owner's first transaction, which commits that
-partition's offset with the same producer id, then replaces the hanging one.
+An offset commit can also hang: after a Kafka restart in the Kafka-bounce chaos case one
+partition's offset was still UNSTABLE_OFFSET_COMMIT minutes later, although every member
+had since started its producer (which ends whatever that transactional id left open), and
+all three copiers waited in their assignments for it (the copy stalled at 90,419 of
+100,000). Why it hung was not found (a fenced producer's late TxnOffsetCommit is refused,
+so not that). Once the partition's transactional id is fenced nothing of it is
+legitimately pending for long, so past `PATIENCE` the last stable offset is taken for the
+committed one.
 """
 
 from __future__ import annotations
@@ -168,4 +168,5 @@ def _offset(response: Any, tp: TopicPartition) -> int | None:
             if error_code:
                 raise errors.for_code(error_code)()
             return None if offset < 0 else int(offset)
-    return None
+    # Not answered for: asked again, never taken for "none committed" (a start over).
+    raise _Unstable(f"{tp}: not in the answer to OffsetFetch")
