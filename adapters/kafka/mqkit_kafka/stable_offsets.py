@@ -44,7 +44,10 @@ from aiokafka.protocol.types import (
 UNSTABLE_OFFSET_COMMIT = 88  # aiokafka has no class for it
 # How long an offset may stay unstable once its transactional id is fenced: a commit's
 # markers are applied in milliseconds, and in seconds while a restarted broker recovers.
-PATIENCE = 30.0
+# Well inside the session timeout (10 s): the wait is in the assignment callback, and at
+# 30 s each member in turn was given every partition, waited, and was rebalanced away
+# before it committed any (the hanging offset, which a commit would replace, stayed).
+PATIENCE = 5.0
 log = logging.getLogger("mqkit.kafka")
 _MOVED = (errors.NotCoordinatorForGroupError, errors.GroupCoordinatorNotAvailableError)
 
