@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.protocol.commit import OffsetFetchRequest
 
 log = logging.getLogger("mqkit.kafka")
-_MOVED = (errors.NotCoordinatorForGroupError, errors.GroupCoordinatorNotAvailableError)
+# The coordinator is elsewhere now: forget it, and find it again.
+MOVED = (errors.NotCoordinatorForGroupError, errors.GroupCoordinatorNotAvailableError)
 
 
 def heed_group_errors(consumer: AIOKafkaConsumer) -> None:
@@ -36,7 +37,7 @@ def heed_group_errors(consumer: AIOKafkaConsumer) -> None:
             error = errors.for_code(getattr(response, "error_code", 0))
             if error is not errors.NoError:
                 log.info("mqkit: committed offsets not to be had yet (%s); again", error.__name__)
-                if issubclass(error, _MOVED):
+                if issubclass(error, MOVED):
                     coordinator.coordinator_dead()  # find the coordinator again
                 raise error()
         return response

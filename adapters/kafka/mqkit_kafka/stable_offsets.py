@@ -41,6 +41,8 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from mqkit_kafka.committed import MOVED
+
 UNSTABLE_OFFSET_COMMIT = 88  # aiokafka has no class for it
 # How long an offset may stay unstable once its transactional id is fenced: a commit's
 # markers are applied in milliseconds, and in seconds while a restarted broker recovers.
@@ -49,7 +51,6 @@ UNSTABLE_OFFSET_COMMIT = 88  # aiokafka has no class for it
 # before it committed any (the hanging offset, which a commit would replace, stayed).
 PATIENCE = 5.0
 log = logging.getLogger("mqkit.kafka")
-_MOVED = (errors.NotCoordinatorForGroupError, errors.GroupCoordinatorNotAvailableError)
 
 
 class OffsetFetchResponse_v7(Response):  # type: ignore[misc]
@@ -145,7 +146,7 @@ async def stable_committed(
         except errors.KafkaError as exc:
             if not exc.retriable:
                 raise
-            if isinstance(exc, _MOVED):
+            if isinstance(exc, MOVED):
                 coordinator.coordinator_dead()
         await asyncio.sleep(0.05)
 
