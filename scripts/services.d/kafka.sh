@@ -28,6 +28,9 @@ kafka_tools() {
 }
 
 # kafka_node_config DIR NODE_ID PORT CONTROLLER_PORT VOTERS REPLICAS MIN_ISR [HOST]
+# Kafka logs WARN and up; KAFKA_EXTRA_LOG4J adds log4j2 lines to a node's configuration when
+# it starts, to see more of one part, e.g. the transaction coordinator:
+#   KAFKA_EXTRA_LOG4J=$'logger.t.name = kafka.coordinator.transaction\nlogger.t.level = INFO'
 kafka_node_config() {
   local dir=$1 id=$2 port=$3 controller=$4 voters=$5 replicas=$6 min_isr=$7 host=${8:-127.0.0.1}
   mkdir -p "$dir/data" "$dir/logs"
@@ -63,6 +66,7 @@ appender.file.name = file
 appender.file.fileName = $dir/logs/server.log
 appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
+${KAFKA_EXTRA_LOG4J:-}
 CONF
 }
 

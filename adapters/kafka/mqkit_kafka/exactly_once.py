@@ -11,6 +11,10 @@ commit of that partition's offset, are one Kafka transaction.
   owner's last commit); the stable committed offset (stable_offsets.py), since an ended
   transaction's offsets are applied a little later. Records are admitted only from it on
   (`admits`): any fetched from an earlier position were the old owner's, output and all.
+- That takeover runs in a task per partition, the partition paused until it is done, and
+  not in the rebalance callback: after a Kafka restart it can wait many seconds, and a
+  member waiting in the callback misses the next rebalance and is dropped from the group,
+  then the next member to get the partition waits in turn.
 - A delivery's output (its `publish`es, or a dead-letter or retry-topic copy) is staged
   with its offset when it is settled. A partition's commit takes the outputs of every offset
   below its commit point (offsets.py), in offset order, so the output keeps the input's order
@@ -42,6 +46,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mqkit.broker import Start
 from mqkit_kafka.batches import Record, produce
+from mqkit_kafka.hanging import end_hanging
 from mqkit_kafka.stable_offsets import stable_committed
 from mqkit_kafka.transactions import ProducerSource, start_transactional, stop_quietly
 
@@ -62,6 +67,7 @@ class PartitionTransactions:
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._outputs: dict[TopicPartition, dict[int, list[Record]]] = {}
         self._from: dict[TopicPartition, int] = {}  # the offset each partition starts at
+        self._taking: dict[TopicPartition, asyncio.Task[None]] = {}  # not started yet
         self._committing = asyncio.Lock()  # the commit loop's and a rebalance's take turns
         self.staged = 0  # settled deliveries whose output waits for its transaction
 
@@ -77,30 +83,43 @@ class PartitionTransactions:
     # -- assignment --------------------------------------------------------------------------
 
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
-        """Fence the previous owners of newly assigned partitions, then start each from the
-        offset committed once their transactions have ended."""
-        new = [tp for tp in partitions if tp not in self._producers]
-        self._consumer.resume(*new)  # one this member was fenced from, and paused, is back
+        """Take over newly assigned partitions, each in a task of its own: they stay paused
+        until their previous owners are fenced and their start offsets known. Not in the
+        rebalance callback, which a takeover that waits on Kafka would hold up: a member
+        stuck there misses the group's next rebalance and is dropped from the group."""
+        new = [tp for tp in partitions if tp not in self._producers and tp not in self._taking]
+        self._consumer.pause(*new)
+        for tp in new:
+            task = asyncio.create_task(self._take_over(tp), name=f"mqkit-take-over-{tp}")
+            task.add_done_callback(_log_failure)
+            self._taking[tp] = task
+
+    async def taken_over(self, within: float) -> None:
+        """Wait until the partitions assigned so far are started (or revoked), `within`
+        seconds at most: one can wait on Kafka for long, and the others go on meanwhile."""
+        if self._taking:
+            await asyncio.wait(list(self._taking.values()), timeout=within)
+
+    async def _take_over(self, tp: TopicPartition) -> None:
         began = time.monotonic()
-        await asyncio.gather(*(self._start(tp) for tp in new))
+        self._producers[tp] = await self._retrying(tp, "the producer", self._started)
         fenced = time.monotonic() - began
-        starts = await asyncio.gather(*(self._start_offset(tp) for tp in new))
-        for tp, start in zip(new, starts, strict=True):
-            # Always a seek: what the consumer fetched meanwhile was dropped (`admits`), so
-            # its position, moved past those records, must not be where it goes on from.
-            self._consumer.seek(tp, start)
-            self._from[tp] = start
+        start = await self._start_offset(tp)
+        # Always a seek: what the consumer fetched before the fence is not this member's,
+        # and its position, moved past those records, must not be where it goes on from.
+        self._consumer.seek(tp, start)
+        self._from[tp] = start
+        self._consumer.resume(tp)
+        self._taking.pop(tp, None)
         # What a slow takeover after a rebalance is made of, for whoever has to tell.
         log.info(
-            "mqkit: assigned %s: previous owners fenced in %.1fs, started after %.1fs at %s",
-            sorted(new),
+            "mqkit: took over %s[%d]: previous owner fenced in %.1fs, started at %d after %.1fs",
+            tp.topic,
+            tp.partition,
             fenced,
+            start,
             time.monotonic() - began,
-            {f"{tp.topic}[{tp.partition}]": self._from[tp] for tp in new},
         )
-
-    async def _start(self, tp: TopicPartition) -> None:
-        self._producers[tp] = await self._retrying(tp, "the producer", self._started)
 
     async def _started(self, tp: TopicPartition) -> AIOKafkaProducer:
         producer = self._source.transactional_producer(self.transactional_id(tp))
@@ -114,6 +133,10 @@ class PartitionTransactions:
 
     async def revoked(self, partitions: Collection[TopicPartition]) -> None:
         """Let go of partitions (after their last commit): their producers and outputs."""
+        taking = [t for tp in partitions if (t := self._taking.pop(tp, None))]
+        for task in taking:
+            task.cancel()
+        await asyncio.gather(*taking, return_exceptions=True)
         producers = [p for tp in partitions if (p := self._producers.pop(tp, None))]
         for tp in partitions:
             self.staged -= len(self._outputs.pop(tp, {}))
@@ -121,7 +144,7 @@ class PartitionTransactions:
         await asyncio.gather(*(stop_quietly(p) for p in producers))
 
     async def close(self) -> None:
-        await self.revoked(list(self._producers))
+        await self.revoked([*self._producers, *self._taking])
 
     # -- outputs and commits -----------------------------------------------------------------
 
@@ -188,7 +211,20 @@ class PartitionTransactions:
         return await self._retrying(tp, "the committed offset", self._stable_committed)
 
     async def _stable_committed(self, tp: TopicPartition) -> int | None:
-        return await stable_committed(self._consumer, self.group, tp)
+        return await stable_committed(
+            self._consumer, self.group, tp, on_hanging=lambda: self._end_hanging(tp)
+        )
+
+    async def _end_hanging(self, tp: TopicPartition) -> None:
+        """End the offset commit Kafka left hanging for `tp` (hanging.py)."""
+        try:
+            async with asyncio.timeout(self._source.publish_timeout):
+                await end_hanging(self._producers[tp], self._consumer, self.group, tp)
+        except (KafkaError, OSError, TimeoutError):
+            # The producer's transaction in an unknown state: a new one fences it.
+            await stop_quietly(self._producers.pop(tp))
+            self._producers[tp] = await self._retrying(tp, "the producer", self._started)
+            raise
 
     async def _first_offset(self, tp: TopicPartition) -> int:
         """Where a partition the group never committed starts, as `start=` says."""
@@ -216,3 +252,8 @@ class PartitionTransactions:
         for offset in offsets:
             if outputs.pop(offset, None) is not None:
                 self.staged -= 1
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("mqkit: %s failed: the partition stays paused", task.get_name(), exc_info=exc)

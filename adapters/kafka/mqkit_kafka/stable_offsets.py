@@ -10,14 +10,11 @@ for the stable offset instead, and is answered UNSTABLE_OFFSET_COMMIT until it i
 again until then. aiokafka has no v7, so it is declared here, as its own flexible-version
 requests are.
 
-An offset commit can also hang: after a Kafka restart in the Kafka-bounce chaos case one
-partition's offset was still UNSTABLE_OFFSET_COMMIT minutes later, although every member
-had since started its producer (which ends whatever that transactional id left open), and
-all three copiers waited in their assignments for it (the copy stalled at 90,419 of
-100,000). Why it hung was not found (a fenced producer's late TxnOffsetCommit is refused,
-so not that). Once the partition's transactional id is fenced nothing of it is
-legitimately pending for long, so past `PATIENCE` the last stable offset is taken for the
-committed one.
+An offset commit can also hang, left by a transaction whose marker Kafka skipped after a
+restart (hanging.py): pending for good. Read once the partition's transactional id is
+fenced, a pending offset can only be such a one, and past `HANGING_AFTER` the caller is
+asked to end it (`on_hanging`). The read never falls back to the last stable offset: that
+one is behind the transaction's output, which a takeover would then copy again.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiokafka.errors as errors
@@ -44,12 +42,9 @@ from aiokafka.protocol.types import (
 from mqkit_kafka.committed import MOVED
 
 UNSTABLE_OFFSET_COMMIT = 88  # aiokafka has no class for it
-# How long an offset may stay unstable once its transactional id is fenced: a commit's
-# markers are applied in milliseconds, and in seconds while a restarted broker recovers.
-# Well inside the session timeout (10 s): the wait is in the assignment callback, and at
-# 30 s each member in turn was given every partition, waited, and was rebalanced away
-# before it committed any (the hanging offset, which a commit would replace, stayed).
-PATIENCE = 5.0
+# How long an offset may stay unstable once its transactional id is fenced before it is
+# taken for a hanging one: a commit's markers are applied in milliseconds once fenced.
+HANGING_AFTER = 3.0
 log = logging.getLogger("mqkit.kafka")
 
 
@@ -114,15 +109,18 @@ class StableOffsetFetch(Request[OffsetFetchRequest_v7]):  # type: ignore[misc]
 
 
 async def stable_committed(
-    consumer: AIOKafkaConsumer, group: str, tp: TopicPartition, patience: float = PATIENCE
+    consumer: AIOKafkaConsumer,
+    group: str,
+    tp: TopicPartition,
+    on_hanging: Callable[[], Awaitable[None]] | None = None,
 ) -> int | None:
     """The committed offset of `tp` in `group` (None: none), once it is stable; asked again
     while the coordinator is loading, moving, or applying a transaction's commit. Call it
     once the partition's transactional id is fenced (so no transaction of its is open): an
-    offset still unstable after `patience` seconds is a hanging one, and the last stable
-    offset is the committed one then."""
+    offset unstable for `HANGING_AFTER` seconds is a hanging one, which `on_hanging` ends."""
     coordinator = consumer._coordinator
     unstable_since: float | None = None
+    attempts = 0
     while True:
         await coordinator.ensure_coordinator_known()
         try:
@@ -133,22 +131,34 @@ async def stable_committed(
         except _Unstable:
             now = time.monotonic()
             unstable_since = now if unstable_since is None else unstable_since
-            if now - unstable_since > patience:
-                log.warning(
-                    "mqkit: %s of group %s: an offset commit still pending after %.0fs, "
-                    "left by a transaction that ended without it; going on from the last "
-                    "committed offset",
-                    tp,
-                    group,
-                    patience,
-                )
-                return await _last_stable(consumer, tp)
+            if now - unstable_since > HANGING_AFTER * 2 ** min(attempts, 4):
+                unstable_since = None  # and again, less often, if ending it did not take
+                attempts += 1
+                await _end_hanging(tp, group, on_hanging)
         except errors.KafkaError as exc:
             if not exc.retriable:
                 raise
             if isinstance(exc, MOVED):
                 coordinator.coordinator_dead()
         await asyncio.sleep(0.05)
+
+
+async def _end_hanging(
+    tp: TopicPartition, group: str, on_hanging: Callable[[], Awaitable[None]] | None
+) -> None:
+    log.warning(
+        "mqkit: %s of group %s: an offset commit still pending seconds after its "
+        "transactional id was fenced: left hanging by Kafka; %s",
+        tp,
+        group,
+        "ending it" if on_hanging else "waiting",
+    )
+    if on_hanging is None:
+        return
+    try:
+        await on_hanging()
+    except (errors.KafkaError, OSError, TimeoutError) as exc:
+        log.warning("mqkit: ending the hanging offset commit of %s failed (%r)", tp, exc)
 
 
 async def _last_stable(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:

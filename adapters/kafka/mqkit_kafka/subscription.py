@@ -137,6 +137,8 @@ class KafkaSubscription(Subscription):
         try:
             async with asyncio.timeout(60):
                 await self.assigned.wait()
+                if self.transactions is not None:
+                    await self.transactions.taken_over(within=15)
                 for tp in consumer.assignment():
                     await consumer.position(tp)
         except BaseException:
