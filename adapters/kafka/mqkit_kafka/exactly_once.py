@@ -200,15 +200,13 @@ class PartitionTransactions:
         return "committed"
 
     async def _start_offset(self, tp: TopicPartition) -> int:
-        start = await self._committed(tp)
+        """The group's committed offset of `tp`, asked until Kafka answers (going on without
+        it could hand out again what was committed, or send its outputs twice); where
+        `start=` says if the group never committed one."""
+        start = await self._retrying(tp, "the committed offset", self._stable_committed)
         if start is None:
             start = await self._retrying(tp, "the first offset", self._first_offset)
         return start
-
-    async def _committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset of `tp`, asked until Kafka answers: going on without
-        it could hand out again what was committed, or send its outputs twice."""
-        return await self._retrying(tp, "the committed offset", self._stable_committed)
 
     async def _stable_committed(self, tp: TopicPartition) -> int | None:
         return await stable_committed(
